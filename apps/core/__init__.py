@@ -1,0 +1,1 @@
+"""Shared pieces every other app and the task layer rely on."""

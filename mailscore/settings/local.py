@@ -1,0 +1,15 @@
+"""Settings for running mailscore on one machine (the default for manage.py)."""
+
+import os
+from pathlib import Path
+
+from mailscore import embedded
+
+# Embedded services must be up before base reads DATABASE_URL and REDIS_URL.
+embedded.ensure_services(
+    Path(os.environ.get("MAILSCORE_DATA_DIR", Path(__file__).resolve().parents[2] / ".devdata"))
+)
+
+from mailscore.settings.base import *  # noqa: E402,F403
+
+DEBUG = env_bool("DJANGO_DEBUG", True)  # noqa: F405

@@ -1,0 +1,22 @@
+"""Settings for the test suite: real PostgreSQL and Redis, embedded ones where none is given."""
+
+import os
+from pathlib import Path
+
+from mailscore import embedded
+
+embedded.ensure_services(
+    Path(
+        os.environ.get(
+            "MAILSCORE_TEST_DATA_DIR", Path(__file__).resolve().parents[2] / ".devdata" / "test"
+        )
+    )
+)
+
+from mailscore.settings.base import *  # noqa: E402,F403
+
+SECRET_KEY = "test-only-secret-key"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Tests use their own cache namespace so that they never read an operator's cached verdicts.
+MAILSCORE_VERIFICATION["cache_prefix"] = "mailscore-test:verify:"  # noqa: F405

@@ -1,0 +1,133 @@
+"""SMTP servers of the farm, on aiosmtpd, each playing one behaviour real mail servers show."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from aiosmtpd.smtp import SMTP
+
+BEHAVIOURS = (
+    "normal",  # known mailboxes accepted, unknown ones 550 5.1.1, plus full and disabled ones
+    "catch_all",  # every recipient accepted
+    "greylist",  # 451 4.7.1 for a new (client, sender, recipient) triplet, accepted after a delay
+    "one_rcpt",  # one recipient per connection; a second one gets 452 4.5.3
+    "drop",  # closes the connection when RCPT arrives
+    "blocked",  # 550 5.7.1 for blocked client IPs at RCPT
+    "tarpit",  # accepts TCP and never greets
+)
+
+
+@dataclass
+class ServerStats:
+    open_connections: int = 0
+    max_concurrency: int = 0
+    connections: int = 0
+    rcpts: int = 0
+    tls_sessions: int = 0
+    data_commands: int = 0
+
+
+@dataclass
+class Mailboxes:
+    known: frozenset[str] = frozenset()
+    full: frozenset[str] = frozenset()
+    disabled: frozenset[str] = frozenset()
+
+    def reply(self, local_part: str, address: str) -> str:
+        local_part = local_part.lower()
+        if local_part in self.full:
+            return "452 4.2.2 The email account that you tried to reach is over quota"
+        if local_part in self.disabled:
+            return "550 5.2.1 The email account that you tried to reach is disabled"
+        if local_part in self.known:
+            return "250 2.1.5 OK"
+        return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown in virtual mailbox table"
+
+
+@dataclass
+class Behaviour:
+    kind: str
+    mailboxes: Mailboxes = field(default_factory=Mailboxes)
+    greylist_min_age: float = 1.0
+    blocked_ips: frozenset[str] = frozenset({"127.0.0.1"})
+    stats: ServerStats = field(default_factory=ServerStats)
+    _greylist_seen: dict = field(default_factory=dict)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        self.stats.rcpts += 1
+        local_part = address.rsplit("@", 1)[0]
+        peer_ip = session.peer[0]
+        kind = self.kind
+        if kind == "drop":
+            server.transport.close()
+            return "250 OK"
+        if kind == "blocked" and peer_ip in self.blocked_ips:
+            return (f"550 5.7.1 Service unavailable; Client host [{peer_ip}] blocked using "
+                    "zen.spamhaus.org")  # fmt: skip
+        if kind == "one_rcpt":
+            count = getattr(session, "rcpt_count", 0)
+            session.rcpt_count = count + 1
+            if count >= 1:
+                return "452 4.5.3 Too many recipients in this session"
+        if kind == "greylist":
+            triplet = (peer_ip, envelope.mail_from, address.lower())
+            first_seen = self._greylist_seen.setdefault(triplet, time.monotonic())
+            if time.monotonic() - first_seen < self.greylist_min_age:
+                return "451 4.7.1 <%s>: Recipient address rejected: Greylisted, try again later" % address
+        if kind == "catch_all":
+            reply = "250 2.1.5 OK"
+        else:
+            reply = self.mailboxes.reply(local_part, address)
+        if reply.startswith("250"):
+            envelope.rcpt_tos.append(address)
+        return reply
+
+    async def handle_DATA(self, server, session, envelope):
+        self.stats.data_commands += 1  # a verifier must never get here
+        return "554 5.5.1 This farm accepts no mail"
+
+
+class FarmSMTP(SMTP):
+    """aiosmtpd's server plus concurrency counting and an optional delay before every reply."""
+
+    def __init__(self, behaviour: Behaviour, *, reply_delay: float = 0.0, **kwargs) -> None:
+        super().__init__(behaviour, enable_SMTPUTF8=True, **kwargs)
+        self.behaviour = behaviour
+        self.reply_delay = reply_delay
+
+    def connection_made(self, transport) -> None:
+        stats = self.behaviour.stats
+        stats.connections += 1
+        stats.open_connections += 1
+        stats.max_concurrency = max(stats.max_concurrency, stats.open_connections)
+        super().connection_made(transport)
+
+    def connection_lost(self, error) -> None:
+        self.behaviour.stats.open_connections -= 1
+        super().connection_lost(error)
+
+    async def push(self, status) -> None:
+        text = status if isinstance(status, str) else status.decode()
+        # Delay each reply once, before its last line ("250 ..."), not before each "250-" line.
+        if self.reply_delay and text[3:4] != "-":
+            await asyncio.sleep(self.reply_delay)
+        await super().push(status)
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        await super().smtp_STARTTLS(arg)
+        if self._tls_protocol is not None:
+            self.behaviour.stats.tls_sessions += 1
+
+
+class _Tarpit(asyncio.Protocol):
+    def __init__(self, stats: ServerStats) -> None:
+        self.stats = stats
+
+    def connection_made(self, transport) -> None:
+        self.stats.connections += 1
+        self.transport = transport  # held open, never written to
+
+    def data_received(self, data: bytes) -> None:
+        pass
