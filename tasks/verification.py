@@ -6,8 +6,8 @@ import asyncio
 import random
 
 from celery import shared_task
+from django.conf import settings
 
-from apps.core.queues import CeleryQueue
 from apps.verification.engine import Reason
 from apps.verification.services import build_verifier
 
@@ -21,7 +21,6 @@ async def _verify(address: str, smtp: bool) -> dict:
 
 @shared_task(
     name="mailscore.verification.verify_address",
-    queue=CeleryQueue.VERIFY,
     bind=True,
     max_retries=6,
     acks_late=True,
@@ -35,7 +34,13 @@ def verify_address(self, address: str, smtp: bool = True) -> dict:
     """
     result = asyncio.run(_verify(address, smtp))
     retry_after = result["smtp"].get("retry_after")
-    if Reason(result["reason"]) in RETRY_LATER and retry_after and self.request.retries < self.max_retries:
+    if (
+        Reason(result["reason"]) in RETRY_LATER
+        and retry_after
+        and self.request.retries < self.max_retries
+    ):
+        limit = settings.MAILSCORE_VERIFICATION["greylist_max_delay"]
+        countdown = min(limit, retry_after * 2**self.request.retries)
         # Jitter keeps a batch of greylisted addresses from coming back all in the same second.
-        raise self.retry(countdown=retry_after * random.uniform(1.0, 1.2))
+        raise self.retry(countdown=countdown * random.uniform(1.0, 1.2))
     return result

@@ -6,7 +6,7 @@ from django.conf import settings
 
 from apps.verification.engine import Verifier, VerifierConfig
 from apps.verification.engine.cache import MemoryCache, NoCache, RedisCache
-from apps.verification.engine.politeness import LocalLimiter, RedisLimiter
+from apps.verification.engine.politeness import RedisLimiter
 
 
 def verifier_config(**overrides) -> VerifierConfig:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from apps.core.queues import CeleryQueue
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
@@ -155,6 +157,12 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # The visibility timeout must outlast the longest countdown a task is retried with (greylisting
 # retries wait up to MAILSCORE_GREYLIST_MAX_DELAY), or Redis redelivers the task early.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 3600}
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-routes
+CELERY_TASK_ROUTES = {
+    "mailscore.verification.*": {"queue": str(CeleryQueue.VERIFY)},
+}
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-default-queue
+CELERY_TASK_DEFAULT_QUEUE = str(CeleryQueue.MAINTENANCE)
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-expires
 CELERY_RESULT_EXPIRES = 24 * 3600
 
@@ -178,6 +186,8 @@ MAILSCORE_VERIFICATION = {
     "tls_verify": env_bool("MAILSCORE_SMTP_TLS_VERIFY", False),
     "allow_quoted_local": env_bool("MAILSCORE_ALLOW_QUOTED_LOCAL", False),
     "allow_domain_literal": env_bool("MAILSCORE_ALLOW_DOMAIN_LITERAL", False),
+    # Accepts .test and other special-use names: only for a local test farm.
+    "allow_special_use_domains": env_bool("MAILSCORE_ALLOW_SPECIAL_USE_DOMAINS", False),
     "allow_domains": env_list("MAILSCORE_ALLOW_DOMAINS"),
     "deny_domains": env_list("MAILSCORE_DENY_DOMAINS"),
     "allow_addresses": env_list("MAILSCORE_ALLOW_ADDRESSES"),

@@ -39,8 +39,9 @@ class Zone:
             values = self.records[name].get(dns.rdatatype.to_text(question.rdtype), [])
             if values:
                 response.answer.append(
-                    dns.rrset.from_text_list(question.name, 60, dns.rdataclass.IN,
-                                             question.rdtype, values)  # fmt: skip
+                    dns.rrset.from_text_list(
+                        question.name, 60, dns.rdataclass.IN, question.rdtype, values
+                    )
                 )
         return response.to_wire()
 
@@ -60,5 +61,7 @@ class _DnsProtocol(asyncio.DatagramProtocol):
 
 async def start_dns(zone: Zone, host: str = "127.0.0.1", port: int = 0):
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(lambda: _DnsProtocol(zone), local_addr=(host, port))
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _DnsProtocol(zone), local_addr=(host, port)
+    )
     return transport, transport.get_extra_info("sockname")[1]

@@ -83,7 +83,9 @@ class Farm:
             else:
                 behaviour = Behaviour(
                     spec.kind,
-                    Mailboxes(frozenset(spec.known), frozenset(spec.full), frozenset(spec.disabled)),
+                    Mailboxes(
+                        frozenset(spec.known), frozenset(spec.full), frozenset(spec.disabled)
+                    ),
                     greylist_min_age=spec.greylist_min_age,
                     blocked_ips=frozenset(spec.blocked_ips),
                     stats=stats,
@@ -135,7 +137,14 @@ class Farm:
     def nameserver(self) -> str:
         return f"127.0.0.1:{self.dns_port}"
 
+    def reset(self) -> None:
+        """Forget counters and greylisting memory, as between two tests."""
+        for behaviour in self.behaviours.values():
+            behaviour._greylist_seen.clear()
+        self.reset_stats()
+
     def reset_stats(self) -> None:
         for stats in self.stats.values():
             stats.max_concurrency = stats.open_connections
             stats.connections = stats.rcpts = stats.tls_sessions = stats.data_commands = 0
+            stats.rcpt_times.clear()

@@ -27,6 +27,7 @@ class ServerStats:
     rcpts: int = 0
     tls_sessions: int = 0
     data_commands: int = 0
+    rcpt_times: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -57,6 +58,7 @@ class Behaviour:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         self.stats.rcpts += 1
+        self.stats.rcpt_times.append(time.monotonic())
         local_part = address.rsplit("@", 1)[0]
         peer_ip = session.peer[0]
         kind = self.kind
@@ -64,8 +66,10 @@ class Behaviour:
             server.transport.close()
             return "250 OK"
         if kind == "blocked" and peer_ip in self.blocked_ips:
-            return (f"550 5.7.1 Service unavailable; Client host [{peer_ip}] blocked using "
-                    "zen.spamhaus.org")  # fmt: skip
+            return (
+                f"550 5.7.1 Service unavailable; Client host [{peer_ip}] blocked using "
+                "zen.spamhaus.org"
+            )
         if kind == "one_rcpt":
             count = getattr(session, "rcpt_count", 0)
             session.rcpt_count = count + 1
@@ -75,11 +79,8 @@ class Behaviour:
             triplet = (peer_ip, envelope.mail_from, address.lower())
             first_seen = self._greylist_seen.setdefault(triplet, time.monotonic())
             if time.monotonic() - first_seen < self.greylist_min_age:
-                return "451 4.7.1 <%s>: Recipient address rejected: Greylisted, try again later" % address
-        if kind == "catch_all":
-            reply = "250 2.1.5 OK"
-        else:
-            reply = self.mailboxes.reply(local_part, address)
+                return f"451 4.7.1 <{address}>: Recipient address rejected: Greylisted, try again later"
+        reply = "250 2.1.5 OK" if kind == "catch_all" else self.mailboxes.reply(local_part, address)
         if reply.startswith("250"):
             envelope.rcpt_tos.append(address)
         return reply

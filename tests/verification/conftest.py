@@ -12,8 +12,9 @@ from tests.farm import Farm, FarmSpec, ServerSpec
 KNOWN = ("alice", "bob", "carol", "support")
 
 SCENARIO_SERVERS = [
-    ServerSpec("mx.normal.test", "127.0.0.10", "normal", known=KNOWN, full=("fullbox",),
-               disabled=("gone",)),
+    ServerSpec(
+        "mx.normal.test", "127.0.0.10", "normal", known=KNOWN, full=("fullbox",), disabled=("gone",)
+    ),
     ServerSpec("mx.catchall.test", "127.0.0.11", "catch_all"),
     ServerSpec("mx.greylist.test", "127.0.0.12", "greylist", known=KNOWN, greylist_min_age=1.0),
     ServerSpec("mx.onercpt.test", "127.0.0.13", "one_rcpt", known=KNOWN),
@@ -23,7 +24,7 @@ SCENARIO_SERVERS = [
     ServerSpec("mx.blocked.test", "127.0.0.17", "blocked", known=KNOWN, blocked_ips=("127.0.0.1",)),
     ServerSpec("mx.slow.test", "127.0.0.18", "normal", known=KNOWN, reply_delay=0.3),
     ServerSpec("mx2.failover.test", "127.0.0.20", "normal", known=KNOWN),
-]  # fmt: skip
+]
 
 
 def _mx(domain: str, *hosts: str) -> dict:
@@ -75,6 +76,8 @@ def farm():
 
 @pytest.fixture
 def farm_config(farm):
+    farm.reset()
+
     def make(**overrides) -> VerifierConfig:
         values = dict(
             helo_hostname="verifier.mailscore.test",
@@ -101,3 +104,22 @@ def make_verifier(farm_config):
         return Verifier(farm_config(**overrides), cache=MemoryCache())
 
     return make
+
+
+@pytest.fixture
+def farm_settings(settings, farm, redis_client):
+    farm.reset()
+    settings.MAILSCORE_VERIFICATION = {
+        **settings.MAILSCORE_VERIFICATION,
+        "helo_hostname": "verifier.mailscore.test",
+        "mail_from": "bounces@mailscore.test",
+        "smtp_port": farm.port,
+        "dns_nameservers": [farm.nameserver],
+        "dns_timeout": 1.0,
+        "connect_timeout": 1.0,
+        "command_timeout": 2.0,
+        "per_host_rate": 0,
+        "greylist_initial_delay": 0.5,
+        "allow_special_use_domains": True,
+    }
+    return settings

@@ -88,7 +88,7 @@ INVALID = [
     'just"not"right@example.com',
     'this is"not\\allowed@example.com',
     'this\\ still\\"not\\\\allowed@example.com',
-    "a\"b(c)d,e:f;g<h>i[j\\k]l@example.com",
+    'a"b(c)d,e:f;g<h>i[j\\k]l@example.com',
     "user@localhost",
     "user@example",
     "user@[not-an-ip]",

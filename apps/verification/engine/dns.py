@@ -55,7 +55,9 @@ class MxLookup:
         return cls(
             domain=domain,
             status=MxStatus(data["status"]),
-            hosts=[MxHost(r["host"], r["preference"], list(r["addresses"])) for r in data["records"]],
+            hosts=[
+                MxHost(r["host"], r["preference"], list(r["addresses"])) for r in data["records"]
+            ],
             implicit=data["implicit"],
             error=data.get("error"),
         )
@@ -142,7 +144,9 @@ class MxResolver:
             return MxLookup(domain, MxStatus.OK, hosts=hosts)
         reasons = {why for _, why in resolved}
         if "timeout" in reasons:
-            return MxLookup(domain, MxStatus.TIMEOUT, hosts, error="MX hosts did not resolve in time")
+            return MxLookup(
+                domain, MxStatus.TIMEOUT, hosts, error="MX hosts did not resolve in time"
+            )
         if "servfail" in reasons:
             return MxLookup(domain, MxStatus.SERVFAIL, hosts, error="MX hosts failed to resolve")
         return MxLookup(domain, MxStatus.NO_MAIL_SERVER, hosts, error="no MX host has an address")

@@ -11,13 +11,58 @@ import disposable_email_domains
 
 # Local parts that name a function rather than a person (RFC 2142 and common practice).
 ROLE_LOCAL_PARTS = frozenset(
-    """
-    abuse admin administrator accounts accounting billing careers contact customerservice
-    customer-service devnull dns enquiries ftp help helpdesk hostmaster hr info inquiries it
-    jobs legal list mail mailer-daemon marketing media news newsletter no-reply noreply
-    do-not-reply donotreply notifications office orders postmaster press privacy sales
-    security service support sysadmin team usenet uucp webmaster www
-    """.split()
+    [
+        "abuse",
+        "admin",
+        "administrator",
+        "accounts",
+        "accounting",
+        "billing",
+        "careers",
+        "contact",
+        "customerservice",
+        "customer-service",
+        "devnull",
+        "dns",
+        "enquiries",
+        "ftp",
+        "help",
+        "helpdesk",
+        "hostmaster",
+        "hr",
+        "info",
+        "inquiries",
+        "it",
+        "jobs",
+        "legal",
+        "list",
+        "mail",
+        "mailer-daemon",
+        "marketing",
+        "media",
+        "news",
+        "newsletter",
+        "no-reply",
+        "noreply",
+        "do-not-reply",
+        "donotreply",
+        "notifications",
+        "office",
+        "orders",
+        "postmaster",
+        "press",
+        "privacy",
+        "sales",
+        "security",
+        "service",
+        "support",
+        "sysadmin",
+        "team",
+        "usenet",
+        "uucp",
+        "webmaster",
+        "www",
+    ]
 )
 
 

@@ -73,7 +73,12 @@ def classify(code: int, text: str, stage: str = "rcpt") -> ReplyKind:
 
     if subject_detail in ("5.3",) or _TOO_MANY_RCPT_WORDS.search(text):
         return ReplyKind.TOO_MANY_RECIPIENTS
-    if _RATE_WORDS.search(text) or subject_detail in ("7.28",) or code == 421 and "too many" in text:
+    if (
+        _RATE_WORDS.search(text)
+        or subject_detail in ("7.28",)
+        or code == 421
+        and "too many" in text
+    ):
         return ReplyKind.RATE_LIMITED
 
     if stage != "rcpt":
@@ -86,10 +91,16 @@ def classify(code: int, text: str, stage: str = "rcpt") -> ReplyKind:
     if 400 <= code < 500:
         if subject_detail == "2.2" or _FULL_WORDS.search(text):
             return ReplyKind.MAILBOX_FULL
-        if subject_detail == "7.1" and _BLOCK_WORDS.search(text) and not _GREYLIST_WORDS.search(text):
+        if (
+            subject_detail == "7.1"
+            and _BLOCK_WORDS.search(text)
+            and not _GREYLIST_WORDS.search(text)
+        ):
             return ReplyKind.BLOCKED
-        return ReplyKind.GREYLISTED if _GREYLIST_WORDS.search(text) or code in (450, 451) else (
-            ReplyKind.TEMPORARY
+        return (
+            ReplyKind.GREYLISTED
+            if _GREYLIST_WORDS.search(text) or code in (450, 451)
+            else (ReplyKind.TEMPORARY)
         )
 
     # 5xx at RCPT.

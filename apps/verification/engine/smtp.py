@@ -91,7 +91,13 @@ class SmtpSession:
             raise _StepFailed(CONNECTION_FAILED, stage, f"{label}: server disconnected") from exc
         except aiosmtplib.SMTPResponseException as exc:
             steps.append(
-                SmtpStep(label, exc.code, _first_line(exc.message), enhanced_code(exc.message), _ms(started))
+                SmtpStep(
+                    label,
+                    exc.code,
+                    _first_line(exc.message),
+                    enhanced_code(exc.message),
+                    _ms(started),
+                )
             )
             raise _StepFailed(
                 classify(exc.code, exc.message, stage), stage, f"{label}: {exc.code} {exc.message}"
@@ -133,8 +139,13 @@ class SmtpSession:
         if not failures:
             raise _StepFailed(CONNECTION_FAILED, "connect", "no MX address to connect to")
         # Report the most telling failure: a refusal beats a timeout beats a refused connection.
-        for kind in (ReplyKind.BLOCKED, ReplyKind.RATE_LIMITED, ReplyKind.GREYLISTED,
-                     ReplyKind.TEMPORARY, TIMEOUT):  # fmt: skip
+        for kind in (
+            ReplyKind.BLOCKED,
+            ReplyKind.RATE_LIMITED,
+            ReplyKind.GREYLISTED,
+            ReplyKind.TEMPORARY,
+            TIMEOUT,
+        ):
             for failure in failures:
                 if failure.kind == kind:
                     raise failure
@@ -157,28 +168,48 @@ class SmtpSession:
         started = time.perf_counter()
         try:
             # One timeout for the TCP connect and the greeting: a tarpit costs no more than this.
-            greeting = await asyncio.wait_for(smtp.connect(timeout=config.connect_timeout),
-                                              config.connect_timeout)  # fmt: skip
-        except (aiosmtplib.SMTPConnectTimeoutError, asyncio.TimeoutError) as exc:
+            greeting = await asyncio.wait_for(
+                smtp.connect(timeout=config.connect_timeout), config.connect_timeout
+            )
+        except (TimeoutError, aiosmtplib.SMTPConnectTimeoutError) as exc:
             steps.append(SmtpStep(label, None, "no greeting in time", None, _ms(started)))
             raise _StepFailed(TIMEOUT, "connect", f"{name} [{ip}]: no greeting in time") from exc
         except aiosmtplib.SMTPConnectResponseError as exc:
-            steps.append(SmtpStep(label, exc.code, _first_line(exc.message),
-                                  enhanced_code(exc.message), _ms(started)))  # fmt: skip
-            raise _StepFailed(classify(exc.code, exc.message, "greeting"), "connect",
-                              f"{name} [{ip}] greeted {exc.code} {exc.message}") from exc  # fmt: skip
+            steps.append(
+                SmtpStep(
+                    label,
+                    exc.code,
+                    _first_line(exc.message),
+                    enhanced_code(exc.message),
+                    _ms(started),
+                )
+            )
+            raise _StepFailed(
+                classify(exc.code, exc.message, "greeting"),
+                "connect",
+                f"{name} [{ip}] greeted {exc.code} {exc.message}",
+            ) from exc
         except (OSError, aiosmtplib.SMTPException) as exc:
             steps.append(SmtpStep(label, None, str(exc)[:200], None, _ms(started)))
             raise _StepFailed(CONNECTION_FAILED, "connect", f"{name} [{ip}]: {exc}") from exc
-        steps.append(SmtpStep(label, greeting.code, _first_line(greeting.message),
-                              enhanced_code(greeting.message), _ms(started)))  # fmt: skip
+        steps.append(
+            SmtpStep(
+                label,
+                greeting.code,
+                _first_line(greeting.message),
+                enhanced_code(greeting.message),
+                _ms(started),
+            )
+        )
         await self._step(steps, "EHLO", smtp.ehlo(), "ehlo")
         if smtp.supports_extension("starttls") and ip not in self._no_tls:
             try:
                 await self._step(
-                    steps, "STARTTLS", smtp.starttls(server_hostname=name, validate_certs=config.tls_verify),
+                    steps,
+                    "STARTTLS",
+                    smtp.starttls(server_hostname=name, validate_certs=config.tls_verify),
                     "ehlo",
-                )  # fmt: skip
+                )
                 await self._step(steps, "EHLO", smtp.ehlo(), "ehlo")
                 self.tls = True
             except (_StepFailed, ssl.SSLError) as exc:
@@ -249,14 +280,21 @@ class SmtpSession:
             options.append(b"SMTPUTF8")
         sender = self.config.envelope_sender.encode()
         mail = await self._step(
-            steps, "MAIL FROM", smtp.execute_command(b"MAIL", b"FROM:<" + sender + b">", *options),
+            steps,
+            "MAIL FROM",
+            smtp.execute_command(b"MAIL", b"FROM:<" + sender + b">", *options),
             "mail",
-        )  # fmt: skip
+        )
         if mail.code >= 400:
-            raise _StepFailed(classify(mail.code, mail.message, "mail"), "mail",
-                              f"MAIL FROM: {mail.code} {mail.message}")  # fmt: skip
+            raise _StepFailed(
+                classify(mail.code, mail.message, "mail"),
+                "mail",
+                f"MAIL FROM: {mail.code} {mail.message}",
+            )
         await self.limiter.take_token(self.server_ip)
-        reply = await self._step(steps, "RCPT TO", smtp.execute_command(b"RCPT", b"TO:<" + rcpt.encode() + b">"), "rcpt")
+        reply = await self._step(
+            steps, "RCPT TO", smtp.execute_command(b"RCPT", b"TO:<" + rcpt.encode() + b">"), "rcpt"
+        )
         kind = classify(reply.code, reply.message, "rcpt")
         outcome = ProbeOutcome(
             kind=str(kind),
@@ -264,15 +302,19 @@ class SmtpSession:
             host=self.server_name,
             tls=self.tls,
             connection=connection,
-            error=None if kind is ReplyKind.ACCEPTED else f"{reply.code} {_first_line(reply.message)}",
+            error=None
+            if kind is ReplyKind.ACCEPTED
+            else f"{reply.code} {_first_line(reply.message)}",
             steps=steps,
         )
         if kind is ReplyKind.ACCEPTED and catch_all_rcpt:
             await self.limiter.take_token(self.server_ip)
             probe = await self._step(
-                steps, "RCPT TO (catch-all probe)",
-                smtp.execute_command(b"RCPT", b"TO:<" + catch_all_rcpt.encode() + b">"), "rcpt",
-            )  # fmt: skip
+                steps,
+                "RCPT TO (catch-all probe)",
+                smtp.execute_command(b"RCPT", b"TO:<" + catch_all_rcpt.encode() + b">"),
+                "rcpt",
+            )
             probe_kind = classify(probe.code, probe.message, "rcpt")
             if probe_kind is ReplyKind.ACCEPTED:
                 outcome.catch_all = True

@@ -137,8 +137,13 @@ def assess_sender(
     if any(r.method == "dkim" and r.result == "pass" for r in authentication):
         verdicts["dkim"] = "pass"
     if not authentication:
-        signals.append(Signal("no_authentication_results", "info",
-                              "No Authentication-Results from a trusted receiving server."))  # fmt: skip
+        signals.append(
+            Signal(
+                "no_authentication_results",
+                "info",
+                "No Authentication-Results from a trusted receiving server.",
+            )
+        )
     dmarc, spf, dkim = verdicts.get("dmarc"), verdicts.get("spf"), verdicts.get("dkim")
     if dmarc == "pass":
         signals.append(Signal("dmarc_pass", "good", "DMARC passed for the From domain."))
@@ -156,17 +161,31 @@ def assess_sender(
     # Replies that would go somewhere else than the sender.
     reply_domain = _domain(reply_to)
     if reply_to and from_address and reply_to.lower() != from_address.lower():
-        if reply_domain and from_domain and _organisational(reply_domain) != _organisational(from_domain):
-            signals.append(Signal("reply_to_other_domain", "warning",
-                                  f"Replies go to {reply_to}, not to the sender's domain {from_domain}."))  # fmt: skip
+        if (
+            reply_domain
+            and from_domain
+            and _organisational(reply_domain) != _organisational(from_domain)
+        ):
+            signals.append(
+                Signal(
+                    "reply_to_other_domain",
+                    "warning",
+                    f"Replies go to {reply_to}, not to the sender's domain {from_domain}.",
+                )
+            )
         else:
             signals.append(Signal("reply_to_differs", "info", f"Replies go to {reply_to}."))
 
     # A display name that holds another address: "support@bank.com" <x@attacker.net>.
     for shown in ADDRESS_IN_TEXT.findall(from_name or ""):
         if from_address and shown.lower() != from_address.lower():
-            signals.append(Signal("display_name_spoof", "danger",
-                                  f"The display name shows {shown} but the mail is from {from_address}."))  # fmt: skip
+            signals.append(
+                Signal(
+                    "display_name_spoof",
+                    "danger",
+                    f"The display name shows {shown} but the mail is from {from_address}.",
+                )
+            )
             break
 
     protected = tuple(own_domains) + WELL_KNOWN_DOMAINS
@@ -176,8 +195,13 @@ def assess_sender(
         match = lookalike_of(domain, protected)
         if match:
             target, how = match
-            signals.append(Signal("lookalike_domain", "danger",
-                                  f"The {role} domain {domain} imitates {target} ({how})."))  # fmt: skip
+            signals.append(
+                Signal(
+                    "lookalike_domain",
+                    "danger",
+                    f"The {role} domain {domain} imitates {target} ({how}).",
+                )
+            )
 
     score = 50
     weights = {"good": 12, "info": 0, "warning": -15, "danger": -40}

@@ -119,8 +119,9 @@ class Verifier:
     ) -> list[VerificationResult]:
         """Verify every address; results come back in input order, and on_result(index, result)
         is called as each one is decided."""
-        run = _Run(self, smtp=smtp, greylist_wait=greylist_wait, use_cache=use_cache,
-                   on_result=on_result)  # fmt: skip
+        run = _Run(
+            self, smtp=smtp, greylist_wait=greylist_wait, use_cache=use_cache, on_result=on_result
+        )
         return await run.execute(list(addresses))
 
 
@@ -160,7 +161,9 @@ class _Run:
                     for items in groups.values():
                         for item in items:
                             if self.results[item.index] is None:
-                                self._finish(item, Reason.SMTP_ERROR, error=f"internal error: {exc}")
+                                self._finish(
+                                    item, Reason.SMTP_ERROR, error=f"internal error: {exc}"
+                                )
 
         await asyncio.gather(*(one_domain(d, g) for d, g in by_domain.items()))
         await asyncio.gather(*self._cache_writes)
@@ -279,8 +282,9 @@ class _Run:
         return outcomes, state["catch_all"]
 
     def _retry_delay(self, attempt: int) -> float:
-        return min(self.config.greylist_initial_delay * 2 ** (attempt - 1),
-                   self.config.greylist_max_delay)  # fmt: skip
+        return min(
+            self.config.greylist_initial_delay * 2 ** (attempt - 1), self.config.greylist_max_delay
+        )
 
     async def _smtp_pass(self, domain, lookup, items, state):
         """One round over a domain's addresses with a few reused connections."""
@@ -293,8 +297,9 @@ class _Run:
         async def probe_one(session: SmtpSession, item: _Item, catch_all_rcpt: str | None):
             try:
                 async with asyncio.timeout(config.address_budget):
-                    return await session.probe(item.rcpt, smtputf8=item.syntax.smtputf8,
-                                               catch_all_rcpt=catch_all_rcpt)  # fmt: skip
+                    return await session.probe(
+                        item.rcpt, smtputf8=item.syntax.smtputf8, catch_all_rcpt=catch_all_rcpt
+                    )
             except TimeoutError:
                 await session.close()
                 return ProbeOutcome(TIMEOUT, error="the address's time budget ran out")
@@ -388,11 +393,18 @@ class _Run:
             if reason in (Reason.MAILBOX_NOT_FOUND, Reason.MAILBOX_DISABLED):
                 smtp.is_deliverable = False
             if outcome.kind in RETRYABLE:
-                smtp.retry_after = self._retry_delay(attempts + 1)
+                smtp.retry_after = self._retry_delay(attempts)
         self._finish(item, reason, mx=lookup, smtp=smtp)
 
-    def _finish(self, item: _Item, reason: Reason, *, mx: MxLookup | None = None,
-                smtp: SmtpReport | None = None, error: str | None = None) -> None:  # fmt: skip
+    def _finish(
+        self,
+        item: _Item,
+        reason: Reason,
+        *,
+        mx: MxLookup | None = None,
+        smtp: SmtpReport | None = None,
+        error: str | None = None,
+    ) -> None:
         syntax = item.syntax
         if error:
             smtp = smtp or SmtpReport()
@@ -402,7 +414,9 @@ class _Run:
             address=item.address,
             verdict=VERDICT_OF[reason],
             reason=reason,
-            score=score_for(reason, is_free=item.is_free, is_role=item.is_role, catch_all=catch_all),
+            score=score_for(
+                reason, is_free=item.is_free, is_role=item.is_role, catch_all=catch_all
+            ),
             normalized=syntax.normalized if syntax else None,
             syntax=syntax.as_dict() if syntax else {},
             mx=mx.as_dict() if mx else {},

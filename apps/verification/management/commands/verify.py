@@ -23,7 +23,8 @@ def _decode_lines(data: bytes) -> list[str]:
 
 
 def _printable(text: str) -> str:
-    return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+    # Undecodable input bytes (carried as surrogates) are shown as \xNN escapes.
+    return text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace")
 
 
 class Command(BaseCommand):
@@ -34,13 +35,27 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("inputs", nargs="*", metavar="ADDRESS", help="addresses, '-' or files")
-        parser.add_argument("--file", "-f", action="append", default=[], metavar="PATH",
-                            help="a file of addresses, one per line (repeatable)")  # fmt: skip
+        parser.add_argument(
+            "--file",
+            "-f",
+            action="append",
+            default=[],
+            metavar="PATH",
+            help="a file of addresses, one per line (repeatable)",
+        )
         parser.add_argument("--json", action="store_true", help="one JSON object per line")
-        parser.add_argument("--no-smtp", action="store_true",
-                            help="stop after syntax, DNS and lists (no connection to mail servers)")  # fmt: skip
-        parser.add_argument("--greylist-wait", type=float, default=0.0, metavar="SECONDS",
-                            help="how long to keep retrying greylisted addresses (default 0)")  # fmt: skip
+        parser.add_argument(
+            "--no-smtp",
+            action="store_true",
+            help="stop after syntax, DNS and lists (no connection to mail servers)",
+        )
+        parser.add_argument(
+            "--greylist-wait",
+            type=float,
+            default=0.0,
+            metavar="SECONDS",
+            help="how long to keep retrying greylisted addresses (default 0)",
+        )
         parser.add_argument("--no-cache", action="store_true", help="ignore cached verdicts")
 
     def _read_inputs(self, options) -> list[str]:
@@ -61,11 +76,15 @@ class Command(BaseCommand):
         try:
             return _decode_lines(Path(path).read_bytes())
         except OSError as exc:
-            raise CommandError(f"Cannot read {path}: {exc.strerror}. {ACCEPTED_INPUT}", returncode=2)
+            raise CommandError(
+                f"Cannot read {path}: {exc.strerror}. {ACCEPTED_INPUT}", returncode=2
+            ) from exc
 
     def handle(self, *args, **options) -> None:
         if options["greylist_wait"] < 0:
-            raise CommandError("--greylist-wait takes a number of seconds, 0 or more.", returncode=2)
+            raise CommandError(
+                "--greylist-wait takes a number of seconds, 0 or more.", returncode=2
+            )
         addresses = self._read_inputs(options)
         if not addresses:
             raise CommandError(f"No addresses to verify. {ACCEPTED_INPUT}", returncode=2)
@@ -82,7 +101,9 @@ class Command(BaseCommand):
         show_progress = len(addresses) > 20 and sys.stderr.isatty()
         done = 0
         if not as_json:
-            self.stdout.write(f"{'ADDRESS':<40} {'VERDICT':<13} {'REASON':<18} {'SCORE':>5}  DETAIL")
+            self.stdout.write(
+                f"{'ADDRESS':<40} {'VERDICT':<13} {'REASON':<18} {'SCORE':>5}  DETAIL"
+            )
 
         def on_result(index: int, result) -> None:
             # Print in input order, each line as soon as everything before it is decided.

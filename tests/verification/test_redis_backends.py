@@ -1,0 +1,91 @@
+"""The Redis-backed cache and politeness limits, on a real Redis, shared by several workers."""
+
+import asyncio
+import time
+
+import redis.asyncio
+from django.conf import settings
+
+from apps.verification.engine.cache import RedisCache
+from apps.verification.engine.politeness import RedisLimiter
+from apps.verification.engine.verifier import Verifier
+
+PREFIX = "mailscore-test:verify:"
+
+
+def test_redis_cache_round_trip_and_expiry(redis_client):
+    async def run():
+        client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+        cache = RedisCache(client, PREFIX)
+        await cache.set("addr:a@b.test", {"verdict": "ok"}, ttl=60)
+        value = await cache.get("addr:a@b.test")
+        ttl = await client.ttl(PREFIX + "addr:a@b.test")
+        await client.aclose()
+        return value, ttl
+
+    value, ttl = asyncio.run(run())
+    assert value == {"verdict": "ok"}
+    assert 0 < ttl <= 60
+
+
+def test_concurrency_limit_holds_across_limiters(redis_client):
+    """Two limiters stand for two worker processes sharing one Redis."""
+
+    async def run():
+        clients = [redis.asyncio.Redis.from_url(settings.REDIS_URL) for _ in range(2)]
+        limiters = [RedisLimiter(c, concurrency=2, rate=0, burst=1, prefix=PREFIX) for c in clients]
+        active = peak = 0
+
+        async def hold(limiter):
+            nonlocal active, peak
+            async with limiter.slot("192.0.2.1"):
+                active += 1
+                peak = max(peak, active)
+                await asyncio.sleep(0.05)
+                active -= 1
+
+        await asyncio.gather(*(hold(limiters[i % 2]) for i in range(10)))
+        for client in clients:
+            await client.aclose()
+        return peak
+
+    assert asyncio.run(run()) == 2
+
+
+def test_token_bucket_is_shared(redis_client):
+    async def run():
+        clients = [redis.asyncio.Redis.from_url(settings.REDIS_URL) for _ in range(2)]
+        limiters = [
+            RedisLimiter(c, concurrency=1, rate=20, burst=2, prefix=PREFIX) for c in clients
+        ]
+        started = time.monotonic()
+        await asyncio.gather(*(limiters[i % 2].take_token("192.0.2.1") for i in range(8)))
+        elapsed = time.monotonic() - started
+        for client in clients:
+            await client.aclose()
+        return elapsed
+
+    # 8 tokens with a burst of 2 at 20/s: the last six wait for refills, together or apart.
+    assert asyncio.run(run()) >= 6 / 20 - 0.05
+
+
+def test_verifier_with_redis_cache_and_limits(farm, farm_config, redis_client):
+    async def run():
+        client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+        config = farm_config()
+        limiter = RedisLimiter(client, concurrency=2, rate=0, burst=1, prefix=PREFIX)
+        verifier = Verifier(config, cache=RedisCache(client, PREFIX), limiter=limiter)
+        first = await verifier.verify_many(
+            [f"user{i}@normal.test" for i in range(10)] + ["alice@normal.test"]
+        )
+        again = await Verifier(config, cache=RedisCache(client, PREFIX), limiter=limiter).verify(
+            "alice@normal.test"
+        )
+        await client.aclose()
+        return first, again
+
+    farm.reset_stats()
+    first, again = asyncio.run(run())
+    assert str(first[-1].reason) == "ok" and again.cached
+    assert farm.stats["127.0.0.10"].max_concurrency <= 2
+    assert redis_client.get(PREFIX + "catchall:normal.test") == b"false"
