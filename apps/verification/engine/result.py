@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -140,9 +140,16 @@ class VerificationResult:
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        # Shallow copies field by field: dataclasses.asdict deep-copies every value, which costs
+        # more than the verification itself when a bulk job serialises every result.
+        data = dict(vars(self))
         data["verdict"] = str(self.verdict)
         data["reason"] = str(self.reason)
+        data["syntax"] = dict(self.syntax)
+        data["mx"] = dict(self.mx)
+        data["timings"] = dict(self.timings)
+        smtp = data["smtp"] = dict(vars(self.smtp))
+        smtp["steps"] = [dict(vars(step)) for step in self.smtp.steps]
         return data
 
     @classmethod

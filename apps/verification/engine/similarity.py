@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 
 import idna
@@ -66,16 +67,20 @@ def skeleton(domain: str) -> str:
     return folded
 
 
+@functools.lru_cache(maxsize=65536)
 def suggest_domain(domain: str) -> str | None:
-    """The common domain this one is most likely a typo of, or None."""
+    """The common domain this one is most likely a typo of, or None. Bulk lists repeat domains
+    many times over, hence the cache."""
     domain = domain.lower()
     if domain in COMMON_DOMAINS:
         return None
     best, best_distance = None, 3
     for candidate in COMMON_DOMAINS:
-        distance = damerau_levenshtein(domain, candidate)
         # Short domains need a closer match: "aol.co" is a typo, "aa.com" is a company.
         allowed = 1 if len(candidate) <= 7 else 2
+        if abs(len(domain) - len(candidate)) > allowed:
+            continue  # the distance is at least the difference in length
+        distance = damerau_levenshtein(domain, candidate)
         if distance <= allowed and distance < best_distance:
             best, best_distance = candidate, distance
     return best
