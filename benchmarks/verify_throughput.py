@@ -25,7 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from apps.verification.engine import Verifier, VerifierConfig  # noqa: E402
-from apps.verification.engine.cache import MemoryCache  # noqa: E402
+from apps.verification.engine.cache import MemoryCache, RedisCache, redis_client  # noqa: E402
+from apps.verification.engine.politeness import RedisLimiter  # noqa: E402
 from tests.farm import Farm, FarmSpec, ServerSpec  # noqa: E402
 
 
@@ -94,10 +95,32 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
-def run_mailscore(addresses: list[str], config: VerifierConfig) -> dict:
-    verifier = Verifier(config, cache=MemoryCache())
+async def _verify_all(addresses: list[str], config: VerifierConfig, redis_url: str | None):
+    if not redis_url:
+        return await Verifier(config, cache=MemoryCache()).verify_many(addresses)
+    # The multi-worker setup: cache and politeness limits shared through Redis.
+    client = redis_client(redis_url)
+    prefix = f"mailscore-bench:{time.time_ns()}:"
+    limiter = RedisLimiter(
+        client,
+        concurrency=config.per_host_concurrency,
+        rate=config.per_host_rate,
+        burst=config.per_host_burst,
+        prefix=prefix,
+    )
+    try:
+        verifier = Verifier(config, cache=RedisCache(client, prefix), limiter=limiter)
+        return await verifier.verify_many(addresses)
+    finally:
+        keys = [key async for key in client.scan_iter(f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+def run_mailscore(addresses: list[str], config: VerifierConfig, redis_url: str | None) -> dict:
     started = time.perf_counter()
-    results = asyncio.run(verifier.verify_many(addresses))
+    results = asyncio.run(_verify_all(addresses, config, redis_url))
     elapsed = time.perf_counter() - started
     verdicts: dict[str, int] = {}
     for result in results:
@@ -170,6 +193,9 @@ def main() -> None:
     parser.add_argument("--peer-threads", type=int, default=64)
     parser.add_argument("--no-peer", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    parser.add_argument(
+        "--redis-url", help="share cache and limits through this Redis, as several workers do"
+    )
     args = parser.parse_args()
     if args.domains > 240:
         parser.error("--domains: at most 240 (one loopback address each in 127.0.1.10-249)")
@@ -193,7 +219,7 @@ def main() -> None:
     try:
         for run in range(args.runs):
             farm.ask("reset")
-            figures = run_mailscore(addresses, config)
+            figures = run_mailscore(addresses, config, args.redis_url)
             figures["farm"] = farm.ask("stats")
             ours.append(figures)
             print(f"run {run + 1} mailscore: {json.dumps(figures)}", file=sys.stderr)
@@ -215,10 +241,13 @@ def main() -> None:
           f"every SMTP reply, per-MX concurrency {args.concurrency}, per-MX rate {args.rate:g}/s "
           f"(burst {args.burst}); {args.runs} runs, medians; {os.cpu_count()} cores, "
           f"Python {platform.python_version()}.\n")  # fmt: skip
-    print("| verifier | addresses/s | probe p50 | probe p95 | time to verdict p50 | p95 | max concurrency at any MX | verdicts (last run) |")
-    print("|---|---|---|---|---|---|---|---|")
     print(
-        f"| mailscore | {median(ours, 'per_second'):.0f} | {median(ours, 'probe_p50_ms'):.0f} ms | "
+        "| verifier | addresses/s | probe p50 | probe p95 | time to verdict p50 | p95 | max concurrency at any MX | verdicts (last run) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    label = "mailscore, limits in Redis" if args.redis_url else "mailscore"
+    print(
+        f"| {label} | {median(ours, 'per_second'):.0f} | {median(ours, 'probe_p50_ms'):.0f} ms | "
         f"{median(ours, 'probe_p95_ms'):.0f} ms | {median(ours, 'verdict_p50_ms') / 1000:.1f} s | "
         f"{median(ours, 'verdict_p95_ms') / 1000:.1f} s | "
         f"{max(r['farm']['max_concurrency'] for r in ours)} (limit {args.concurrency}) | "
@@ -232,7 +261,9 @@ def main() -> None:
         )
         print(f"\nThroughput ratio, mailscore / peer, per run: "
               f"{', '.join(f'{r:.1f}x' for r in ratios)}; median {statistics.median(ratios):.1f}x.")  # fmt: skip
-    print(f"\nDATA commands the farm received: {sum(r['farm']['data_commands'] for r in ours + peers)}.")
+    print(
+        f"\nDATA commands the farm received: {sum(r['farm']['data_commands'] for r in ours + peers)}."
+    )
     if args.json:
         args.json.write_text(json.dumps({"mailscore": ours, "peer": peers}, indent=2))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 
 from apps.verification.engine import Verifier, VerifierConfig
-from apps.verification.engine.cache import MemoryCache, NoCache, RedisCache
+from apps.verification.engine.cache import MemoryCache, NoCache, RedisCache, redis_client
 from apps.verification.engine.politeness import RedisLimiter
 
 
@@ -22,9 +22,7 @@ def build_verifier(*, use_cache: bool = True, **overrides) -> Verifier:
     options = settings.MAILSCORE_VERIFICATION
     prefix = options.get("cache_prefix", "mailscore:verify:")
     if options.get("cache") == "redis" and settings.REDIS_URL:
-        import redis.asyncio
-
-        client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+        client = redis_client(settings.REDIS_URL)
         cache = RedisCache(client, prefix) if use_cache else NoCache()
         limiter = RedisLimiter(
             client,

@@ -7,10 +7,15 @@ import redis.asyncio
 from django.conf import settings
 
 from apps.verification.engine.cache import RedisCache
+from apps.verification.engine.cache import redis_client as engine_redis_client
 from apps.verification.engine.politeness import RedisLimiter
 from apps.verification.engine.verifier import Verifier
 
 PREFIX = "mailscore-test:verify:"
+
+
+def redis_client_for_test(url: str | None = None, max_connections: int = 64):
+    return engine_redis_client(url or settings.REDIS_URL, max_connections=max_connections)
 
 
 def test_redis_cache_round_trip_and_expiry(redis_client):
@@ -89,3 +94,27 @@ def test_verifier_with_redis_cache_and_limits(farm, farm_config, redis_client):
     assert str(first[-1].reason) == "ok" and again.cached
     assert farm.stats["127.0.0.10"].max_concurrency <= 2
     assert redis_client.get(PREFIX + "catchall:normal.test") == b"false"
+
+
+def test_thousands_of_concurrent_cache_writes_wait_for_connections(redis_client):
+    async def run():
+        client = redis_client_for_test(max_connections=4)
+        cache = RedisCache(client, PREFIX)
+        await asyncio.gather(*(cache.set(f"k{i}", {"i": i}, 60) for i in range(2000)))
+        value = await cache.get("k1999")
+        await client.aclose()
+        return value
+
+    assert asyncio.run(run()) == {"i": 1999}
+
+
+def test_unreachable_cache_is_a_miss_not_a_failure(farm, farm_config):
+    async def run():
+        client = redis_client_for_test(url="redis://127.0.0.1:1/0")
+        verifier = Verifier(farm_config(), cache=RedisCache(client, PREFIX))
+        result = await verifier.verify("alice@normal.test")
+        await client.aclose()
+        return result
+
+    result = asyncio.run(run())
+    assert str(result.reason) == "ok" and not result.cached

@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import OrderedDict
 from typing import Any
+
+import redis.asyncio
+import redis.exceptions
+
+logger = logging.getLogger(__name__)
+
+
+def redis_client(url: str, max_connections: int = 64) -> redis.asyncio.Redis:
+    """An asyncio Redis client whose pool makes callers wait for a free connection rather than
+    fail: a bulk run asks for thousands of cache entries and politeness tokens at once."""
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=None
+    )
+    return redis.asyncio.Redis(connection_pool=pool)
 
 
 class MemoryCache:
@@ -33,18 +48,26 @@ class MemoryCache:
 
 
 class RedisCache:
-    """Values as JSON under a key prefix, shared by every worker."""
+    """Values as JSON under a key prefix, shared by every worker. A cache that cannot be reached
+    is a miss, never a failed verification."""
 
     def __init__(self, client, prefix: str = "mailscore:verify:") -> None:
         self.client = client
         self.prefix = prefix
 
     async def get(self, key: str) -> Any | None:
-        raw = await self.client.get(self.prefix + key)
+        try:
+            raw = await self.client.get(self.prefix + key)
+        except redis.exceptions.RedisError as exc:
+            logger.warning("verification cache read failed: %s", exc)
+            return None
         return None if raw is None else json.loads(raw)
 
     async def set(self, key: str, value: Any, ttl: int) -> None:
-        await self.client.set(self.prefix + key, json.dumps(value), ex=max(1, int(ttl)))
+        try:
+            await self.client.set(self.prefix + key, json.dumps(value), ex=max(1, int(ttl)))
+        except redis.exceptions.RedisError as exc:
+            logger.warning("verification cache write failed: %s", exc)
 
 
 class NoCache:
