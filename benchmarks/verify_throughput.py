@@ -25,8 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from apps.verification.engine import Verifier, VerifierConfig  # noqa: E402
-from apps.verification.engine.cache import MemoryCache, RedisCache, redis_client  # noqa: E402
-from apps.verification.engine.politeness import RedisLimiter  # noqa: E402
+from apps.verification.engine.cache import MemoryCache, redis_client  # noqa: E402
 from tests.farm import Farm, FarmSpec, ServerSpec  # noqa: E402
 
 
@@ -101,15 +100,8 @@ async def _verify_all(addresses: list[str], config: VerifierConfig, redis_url: s
     # The multi-worker setup: cache and politeness limits shared through Redis.
     client = redis_client(redis_url)
     prefix = f"mailscore-bench:{time.time_ns()}:"
-    limiter = RedisLimiter(
-        client,
-        concurrency=config.per_host_concurrency,
-        rate=config.per_host_rate,
-        burst=config.per_host_burst,
-        prefix=prefix,
-    )
     try:
-        verifier = Verifier(config, cache=RedisCache(client, prefix), limiter=limiter)
+        verifier = Verifier.shared_through_redis(config, client, prefix=prefix)
         return await verifier.verify_many(addresses)
     finally:
         keys = [key async for key in client.scan_iter(f"{prefix}*")]

@@ -5,8 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 
 from apps.verification.engine import Verifier, VerifierConfig
-from apps.verification.engine.cache import MemoryCache, NoCache, RedisCache, redis_client
-from apps.verification.engine.politeness import RedisLimiter
+from apps.verification.engine.cache import MemoryCache, NoCache, redis_client
 
 
 def verifier_config(**overrides) -> VerifierConfig:
@@ -22,14 +21,7 @@ def build_verifier(*, use_cache: bool = True, **overrides) -> Verifier:
     options = settings.MAILSCORE_VERIFICATION
     prefix = options.get("cache_prefix", "mailscore:verify:")
     if options.get("cache") == "redis" and settings.REDIS_URL:
-        client = redis_client(settings.REDIS_URL)
-        cache = RedisCache(client, prefix) if use_cache else NoCache()
-        limiter = RedisLimiter(
-            client,
-            concurrency=config.per_host_concurrency,
-            rate=config.per_host_rate,
-            burst=config.per_host_burst,
-            prefix=prefix,
+        return Verifier.shared_through_redis(
+            config, redis_client(settings.REDIS_URL), prefix=prefix, use_cache=use_cache
         )
-        return Verifier(config, cache=cache, limiter=limiter)
     return Verifier(config, cache=MemoryCache() if use_cache else NoCache())

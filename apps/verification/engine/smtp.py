@@ -79,41 +79,26 @@ class SmtpSession:
         return self._smtp is not None and self._smtp.is_connected
 
     async def _step(self, steps: list[SmtpStep], label: str, command, stage: str):
-        """Run one command, record its reply, and return the SMTPResponse."""
+        """Run one command (or the connect, stage "connect"), record its reply, and return the
+        SMTPResponse; raise _StepFailed with what the failure means."""
         started = time.perf_counter()
         try:
             response = await command
-        except aiosmtplib.SMTPTimeoutError as exc:
-            steps.append(SmtpStep(label, None, "timed out", None, _ms(started)))
+        except TimeoutError as exc:
+            steps.append(SmtpStep(label, None, "no reply in time", None, _ms(started)))
             raise _StepFailed(TIMEOUT, stage, f"{label}: no reply in time") from exc
         except aiosmtplib.SMTPServerDisconnected as exc:
             steps.append(SmtpStep(label, None, "connection closed", None, _ms(started)))
             raise _StepFailed(CONNECTION_FAILED, stage, f"{label}: server disconnected") from exc
         except aiosmtplib.SMTPResponseException as exc:
-            steps.append(
-                SmtpStep(
-                    label,
-                    exc.code,
-                    _first_line(exc.message),
-                    enhanced_code(exc.message),
-                    _ms(started),
-                )
-            )
-            raise _StepFailed(
-                classify(exc.code, exc.message, stage), stage, f"{label}: {exc.code} {exc.message}"
-            ) from exc
+            steps.append(_reply_step(label, exc.code, exc.message, started))
+            # A refusal in the greeting is read as one: about us, never about a mailbox.
+            kind = classify(exc.code, exc.message, "greeting" if stage == "connect" else stage)
+            raise _StepFailed(kind, stage, f"{label}: {exc.code} {exc.message}") from exc
         except (OSError, aiosmtplib.SMTPException) as exc:
             steps.append(SmtpStep(label, None, str(exc)[:200], None, _ms(started)))
             raise _StepFailed(CONNECTION_FAILED, stage, f"{label}: {exc}") from exc
-        steps.append(
-            SmtpStep(
-                label,
-                response.code,
-                _first_line(response.message),
-                enhanced_code(response.message),
-                _ms(started),
-            )
-        )
+        steps.append(_reply_step(label, response.code, response.message, started))
         return response
 
     async def _open(self, steps: list[SmtpStep]) -> None:
@@ -164,43 +149,11 @@ class SmtpSession:
             validate_certs=config.tls_verify,
         )
         self._smtp, self.server_ip, self.server_name, self.tls = smtp, ip, name, False
-        label = f"CONNECT {name} [{ip}]:{config.smtp_port}"
-        started = time.perf_counter()
-        try:
-            # One timeout for the TCP connect and the greeting: a tarpit costs no more than this.
-            greeting = await asyncio.wait_for(
-                smtp.connect(timeout=config.connect_timeout), config.connect_timeout
-            )
-        except (TimeoutError, aiosmtplib.SMTPConnectTimeoutError) as exc:
-            steps.append(SmtpStep(label, None, "no greeting in time", None, _ms(started)))
-            raise _StepFailed(TIMEOUT, "connect", f"{name} [{ip}]: no greeting in time") from exc
-        except aiosmtplib.SMTPConnectResponseError as exc:
-            steps.append(
-                SmtpStep(
-                    label,
-                    exc.code,
-                    _first_line(exc.message),
-                    enhanced_code(exc.message),
-                    _ms(started),
-                )
-            )
-            raise _StepFailed(
-                classify(exc.code, exc.message, "greeting"),
-                "connect",
-                f"{name} [{ip}] greeted {exc.code} {exc.message}",
-            ) from exc
-        except (OSError, aiosmtplib.SMTPException) as exc:
-            steps.append(SmtpStep(label, None, str(exc)[:200], None, _ms(started)))
-            raise _StepFailed(CONNECTION_FAILED, "connect", f"{name} [{ip}]: {exc}") from exc
-        steps.append(
-            SmtpStep(
-                label,
-                greeting.code,
-                _first_line(greeting.message),
-                enhanced_code(greeting.message),
-                _ms(started),
-            )
+        # One timeout for the TCP connect and the greeting: a tarpit costs no more than this.
+        connect = asyncio.wait_for(
+            smtp.connect(timeout=config.connect_timeout), config.connect_timeout
         )
+        await self._step(steps, f"CONNECT {name} [{ip}]:{config.smtp_port}", connect, "connect")
         await self._step(steps, "EHLO", smtp.ehlo(), "ehlo")
         if smtp.supports_extension("starttls") and ip not in self._no_tls:
             try:
@@ -321,6 +274,10 @@ class SmtpSession:
             elif probe_kind in (ReplyKind.MAILBOX_NOT_FOUND, ReplyKind.MAILBOX_DISABLED):
                 outcome.catch_all = False
         return outcome
+
+
+def _reply_step(label: str, code: int, message: str, started: float) -> SmtpStep:
+    return SmtpStep(label, code, _first_line(message), enhanced_code(message), _ms(started))
 
 
 def _ms(started: float) -> float:

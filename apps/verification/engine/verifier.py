@@ -15,11 +15,11 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from apps.verification.engine.cache import MemoryCache
+from apps.verification.engine.cache import MemoryCache, NoCache, RedisCache
 from apps.verification.engine.config import VerifierConfig
 from apps.verification.engine.dns import MxHost, MxLookup, MxResolver, MxStatus
 from apps.verification.engine.lists import DomainLists
-from apps.verification.engine.politeness import LocalLimiter
+from apps.verification.engine.politeness import LocalLimiter, RedisLimiter
 from apps.verification.engine.replies import ReplyKind
 from apps.verification.engine.result import (
     VERDICT_OF,
@@ -104,6 +104,22 @@ class Verifier:
             allow_addresses=config.allow_addresses,
             deny_addresses=config.deny_addresses,
         )
+
+    @classmethod
+    def shared_through_redis(
+        cls, config: VerifierConfig, client, *, prefix: str, use_cache: bool = True
+    ) -> Verifier:
+        """A verifier whose cache and politeness limits live in Redis, so that they hold across
+        every process using the same Redis and prefix."""
+        limiter = RedisLimiter(
+            client,
+            concurrency=config.per_host_concurrency,
+            rate=config.per_host_rate,
+            burst=config.per_host_burst,
+            prefix=prefix,
+        )
+        cache = RedisCache(client, prefix) if use_cache else NoCache()
+        return cls(config, cache=cache, limiter=limiter)
 
     async def verify(self, address: str, **options) -> VerificationResult:
         return (await self.verify_many([address], **options))[0]
