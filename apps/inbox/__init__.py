@@ -1,0 +1,1 @@
+"""Messages: parsing (engine/, free of Django), and later ingest, storage and review."""

