@@ -54,6 +54,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "apps.core",
+    "apps.inbox",
+    "apps.triage",
     "apps.verification",
 ]
 
@@ -197,4 +199,25 @@ MAILSCORE_VERIFICATION = {
     "trusted_authserv_ids": env_list("MAILSCORE_TRUSTED_AUTHSERV_IDS"),
     "cache": env_str("MAILSCORE_VERIFY_CACHE", "redis" if REDIS_URL else "memory"),
     "cache_prefix": env_str("MAILSCORE_VERIFY_CACHE_PREFIX", "mailscore:verify:"),
+}
+
+# --- Triage (apps/triage; docs/triage.md) -------------------------------------------------------
+MAILSCORE_MAX_MESSAGE_BYTES = env_int("MAILSCORE_MAX_MESSAGE_BYTES", 10 * 1024 * 1024)
+MAILSCORE_TRIAGE = {
+    # Models load from local paths only; empty means the bundled all-MiniLM-L6-v2 encoder.
+    "encoder_path": env_str("MAILSCORE_ENCODER_PATH"),
+    "generator_path": env_str("MAILSCORE_GENERATOR_PATH"),
+    "device": env_str("MAILSCORE_DEVICE", "auto"),
+    "quantize": env_bool("MAILSCORE_QUANTIZE", False),
+    "batch_size": env_int("MAILSCORE_BATCH_SIZE", 32),
+    "max_length": env_int("MAILSCORE_MAX_TOKENS", 256),
+    "mode": env_str("MAILSCORE_TRIAGE_MODE", "auto"),
+    "taxonomy_path": env_str("MAILSCORE_TAXONOMY_PATH"),
+    "templates_path": env_str("MAILSCORE_TEMPLATES_PATH"),
+    "spam_head_path": env_str("MAILSCORE_SPAM_HEAD_PATH"),
+    "light_spam_head_path": env_str("MAILSCORE_LIGHT_SPAM_HEAD_PATH"),
+    "vip_addresses": env_list("MAILSCORE_VIP_ADDRESSES"),
+    "vip_domains": env_list("MAILSCORE_VIP_DOMAINS"),
+    "own_domains": env_list("MAILSCORE_OWN_DOMAINS"),
+    "trusted_authserv_ids": env_list("MAILSCORE_TRUSTED_AUTHSERV_IDS"),
 }

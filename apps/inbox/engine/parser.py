@@ -71,6 +71,10 @@ class ParsedMessage:
         values = self.headers.get(name.lower())
         return values[0] if values else None
 
+    def get_all(self, name: str, default=None) -> list[str] | None:
+        """Decoded values of a header, as email.message.Message.get_all gives them."""
+        return self.headers.get(name.lower(), default)
+
     def to_dict(self) -> dict:
         return {
             "message_id": self.message_id,
@@ -155,14 +159,16 @@ def _walk_body(part: Message, texts: list[str], htmls: list[str], attachments: l
     filename = part.get_filename()
     if filename:
         filename = decode_header_value(filename)
+    if content_type == "message/rfc822" and depth > 0:
+        # A forwarded message is an attachment of this one: its text is not this message's.
+        _add_attachment(part, content_type, filename, disposition, attachments)
+        return
     if part.is_multipart():
         for sub in part.get_payload() or []:
             if isinstance(sub, Message):
                 _walk_body(sub, texts, htmls, attachments, defects, depth + 1)
         return
-    if content_type == "message/rfc822" or (
-        disposition == "attachment" or (filename and not content_type.startswith("text/"))
-    ):
+    if disposition == "attachment" or (filename and not content_type.startswith("text/")):
         _add_attachment(part, content_type, filename, disposition, attachments)
         return
     try:
@@ -238,7 +244,11 @@ def parse_message(raw: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ParsedMe
         date = None
         defects.append("unparseable Date header")
     content_type = message.get_content_type()
-    report_type = (message.get_param("report-type") or "").lower() if content_type == "multipart/report" else ""
+    report_type = (
+        (message.get_param("report-type") or "").lower()
+        if content_type == "multipart/report"
+        else ""
+    )
     return ParsedMessage(
         message_id=(_message_ids(message.get("Message-ID")) or [None])[0],
         subject=" ".join(decode_header_value(message.get("Subject")).split()),

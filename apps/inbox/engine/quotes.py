@@ -18,7 +18,9 @@ _QUOTE_HEADERS = [
     re.compile(r"^\s*Begin forwarded message:\s*$", re.I),
 ]
 _OUTLOOK_HEADER = re.compile(r"^\s*\*?(From|De|Von|Van)\s*:\*?\s", re.I)
-_OUTLOOK_FOLLOWERS = re.compile(r"^\s*\*?(Sent|Date|Envoyé|Gesendet|To|Subject|Objet|Betreff)\s*:", re.I)
+_OUTLOOK_FOLLOWERS = re.compile(
+    r"^\s*\*?(Sent|Date|Envoyé|Gesendet|To|Subject|Objet|Betreff)\s*:", re.I
+)
 _SIGN_OFF = re.compile(
     r"^\s*(best|kind|warm|many thanks|thanks|thank you|cheers|regards|sincerely|best regards|"
     r"kind regards|warm regards|all the best|yours|cordialement|mit freundlichen grüßen|"

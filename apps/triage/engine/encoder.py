@@ -101,9 +101,9 @@ class Encoder:
         self.max_length = max_length
         self.batch_size = batch_size
         self.dimension = int(model.config.hidden_size)
-        self.version = f"{self.path.name}@{_weights_digest(self.path)}" + (
-            "+int8" if self.quantized else ""
-        )
+        name = "all-MiniLM-L6-v2" if path is None else self.path.name
+        suffix = "+int8" if self.quantized else ""
+        self.version = f"{name}@{_weights_digest(self.path)}{suffix}"
         self._lock = threading.Lock()
 
     def encode(

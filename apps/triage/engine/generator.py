@@ -1,0 +1,60 @@
+"""An optional abstractive generator: any local seq2seq model directory (MAILSCORE_GENERATOR_PATH),
+loaded offline, used for summaries and the acknowledging sentence of drafts."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from apps.triage.engine.encoder import ModelLoadError, resolve_device
+
+
+class Generator:
+    def __init__(self, path: str | Path, *, device: str = "auto", max_new_tokens: int = 64) -> None:
+        self.path = Path(path)
+        if not (self.path / "config.json").is_file():
+            raise ModelLoadError(
+                f"No generator at {self.path}: expected a transformers seq2seq model directory "
+                "(MAILSCORE_GENERATOR_PATH)."
+            )
+        try:
+            from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+            self.device = resolve_device(device)
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+            self.model = AutoModelForSeq2SeqLM.from_pretrained(self.path, local_files_only=True)
+        except ModelLoadError:
+            raise
+        except Exception as exc:
+            raise ModelLoadError(f"Could not load the generator from {self.path}: {exc}") from exc
+        self.model = self.model.eval().to(self.device)
+        self.max_new_tokens = max_new_tokens
+        self.version = f"{self.path.name}"
+        self._lock = threading.Lock()
+
+    def generate(self, prompts: list[str]) -> list[str]:
+        import torch
+
+        if not prompts:
+            return []
+        with self._lock, torch.inference_mode():
+            encoded = self.tokenizer(prompts, padding=True, truncation=True, max_length=512,
+                                     return_tensors="pt").to(self.device)  # fmt: skip
+            output = self.model.generate(**encoded, max_new_tokens=self.max_new_tokens, num_beams=1,
+                                         do_sample=False)  # fmt: skip
+        return [
+            " ".join(t.split())
+            for t in self.tokenizer.batch_decode(output, skip_special_tokens=True)
+        ]
+
+
+_loaded: dict[tuple, Generator] = {}
+_loaded_lock = threading.Lock()
+
+
+def load_generator(path: str, *, device: str = "auto") -> Generator:
+    with _loaded_lock:
+        key = (path, device)
+        if key not in _loaded:
+            _loaded[key] = Generator(path, device=device)
+        return _loaded[key]

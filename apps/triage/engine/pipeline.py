@@ -1,0 +1,233 @@
+"""The four triage steps in one process: classify -> prioritize -> summarize -> draft_reply.
+
+Messages go through in batches. The encoder runs once per message: the same forward pass gives
+the message embedding (classification, spam, retrieval) and the sentence embeddings (summary).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from apps.inbox.engine import ParsedMessage
+from apps.triage.engine.classify import CategoryDecision, Classifier, category_text
+from apps.triage.engine.draft import ApprovedReply, Draft, compose_draft, load_templates
+from apps.triage.engine.encoder import ModelLoadError, load_encoder
+from apps.triage.engine.priority import PriorityDecision, PriorityPolicy, prioritize
+from apps.triage.engine.sentences import split_sentences
+from apps.triage.engine.spam import SpamHead, packaged_head_path, spam_document
+from apps.triage.engine.summarize import MAX_CHARS, _fit, extractive_summary
+from apps.triage.engine.taxonomy import NO_REPLY, Taxonomy
+from apps.verification.engine.trust import assess_sender
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TriageConfig:
+    encoder_path: str = ""
+    generator_path: str = ""
+    device: str = "auto"
+    quantize: bool = False
+    batch_size: int = 32
+    max_length: int = 256
+    # "auto": fall back to rules plus the light model when the encoder cannot load;
+    # "encoder": refuse to start without it; "fallback": never load it.
+    mode: str = "auto"
+    taxonomy_path: str = ""
+    templates_path: str = ""
+    spam_head_path: str = ""
+    light_spam_head_path: str = ""
+    vip_addresses: tuple[str, ...] = ()
+    vip_domains: tuple[str, ...] = ()
+    own_domains: tuple[str, ...] = ()
+    trusted_authserv_ids: tuple[str, ...] = ()
+
+
+@dataclass
+class TriageOutcome:
+    category: CategoryDecision
+    priority: PriorityDecision
+    summary: str
+    draft: Draft | None
+    trust_level: str
+    timings: dict[str, float] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "category": self.category.to_dict(),
+            "priority": self.priority.to_dict(),
+            "summary": self.summary,
+            "draft_reply": self.draft.to_dict() if self.draft else None,
+            "sender_trust": self.trust_level,
+            "timings": self.timings,
+            "model_versions": self.versions,
+        }
+
+
+class Triager:
+    """Loads every model once; triage() is then safe to call for batch after batch."""
+
+    def __init__(self, config: TriageConfig | None = None) -> None:
+        self.config = config = config or TriageConfig()
+        self.degraded: str | None = None
+        self.encoder = None
+        if config.mode not in ("auto", "encoder", "fallback"):
+            raise ModelLoadError(
+                f"MAILSCORE_TRIAGE_MODE={config.mode!r}: use auto, encoder or fallback."
+            )
+        if config.mode != "fallback":
+            try:
+                self.encoder = load_encoder(config.encoder_path or None, device=config.device,
+                                            quantize=config.quantize, max_length=config.max_length,
+                                            batch_size=config.batch_size)  # fmt: skip
+            except ModelLoadError as exc:
+                if config.mode == "encoder":
+                    raise
+                self.degraded = f"encoder unavailable, running on rules and the light model: {exc}"
+                logger.error("%s", self.degraded)
+        else:
+            self.degraded = (
+                "fallback mode: rules and the light model (MAILSCORE_TRIAGE_MODE=fallback)"
+            )
+        self.taxonomy = Taxonomy.load(config.taxonomy_path or None)
+        head_path = (config.spam_head_path or packaged_head_path("full")) if self.encoder else (
+            config.light_spam_head_path or packaged_head_path("light"))  # fmt: skip
+        try:
+            spam_head = SpamHead.load(head_path)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(f"Could not load the spam head from {head_path}: {exc}") from exc
+        if self.encoder and spam_head.embedding_dimension not in (0, self.encoder.dimension):
+            raise ModelLoadError(
+                f"The spam head at {head_path} was trained on {spam_head.embedding_dimension}-"
+                f"dimensional embeddings; the encoder gives {self.encoder.dimension}. Retrain it "
+                "with manage.py train_spam."
+            )
+        self.classifier = Classifier(self.taxonomy, spam_head, self.encoder)
+        self.templates = load_templates(config.templates_path or None)
+        self.policy = PriorityPolicy(frozenset(a.lower() for a in config.vip_addresses),
+                                     frozenset(d.lower() for d in config.vip_domains))  # fmt: skip
+        self.generator = None
+        if config.generator_path:
+            from apps.triage.engine.generator import load_generator
+
+            self.generator = load_generator(config.generator_path, device=config.device)
+        self.versions = {
+            "encoder": self.encoder.version if self.encoder else "none (fallback)",
+            "classifier": self.classifier.version,
+            "templates": str(self.templates.get("version", "custom")),
+            "generator": self.generator.version if self.generator else "none",
+        }
+
+    def triage(self, messages: list[ParsedMessage], *,
+               library: list[ApprovedReply] | None = None) -> list[TriageOutcome]:  # fmt: skip
+        count = len(messages)
+        if not count:
+            return []
+        texts, spans, sentence_lists = [], [], []
+        for message in messages:
+            text = category_text(message)
+            body_offset = len(message.subject) + 1
+            found = split_sentences(text[body_offset:])
+            texts.append(text)
+            spans.append([(body_offset + start, body_offset + end) for start, end, _ in found])
+            sentence_lists.append([sentence for _, _, sentence in found])
+
+        started = time.perf_counter()
+        encoded = self.encoder.encode(texts, spans) if self.encoder else None
+        encode_ms = _per_message(started, count)
+        vectors = encoded.vectors if encoded else None
+
+        started = time.perf_counter()
+        decisions = self.classifier.classify(
+            messages, vectors, [spam_document(m) for m in messages]
+        )
+        classify_ms = _per_message(started, count)
+
+        started = time.perf_counter()
+        priorities = [
+            prioritize(m, d.label, self.policy) for m, d in zip(messages, decisions, strict=True)
+        ]
+        prioritize_ms = _per_message(started, count)
+
+        started = time.perf_counter()
+        summaries = [
+            extractive_summary(
+                sentence_lists[i],
+                encoded.sentence_vectors[i] if encoded else None,
+                vectors[i] if vectors is not None else None,
+            )  # fmt: skip
+            for i in range(count)
+        ]
+        if self.generator:
+            summaries = self._generated_summaries(messages, summaries)
+        summarize_ms = _per_message(started, count)
+
+        started = time.perf_counter()
+        drafts = self._drafts(messages, decisions, priorities, summaries, vectors, library)
+        draft_ms = _per_message(started, count)
+
+        outcomes = []
+        for i in range(count):
+            draft, trust_level = drafts[i]
+            outcomes.append(TriageOutcome(
+                category=decisions[i], priority=priorities[i], summary=summaries[i], draft=draft,
+                trust_level=trust_level,
+                timings={"encode_ms": encode_ms, "classify_ms": classify_ms,
+                         "prioritize_ms": prioritize_ms, "summarize_ms": summarize_ms,
+                         "draft_ms": draft_ms},
+                versions=self.versions,
+            ))  # fmt: skip
+        return outcomes
+
+    def _generated_summaries(self, messages, extractive: list[str]) -> list[str]:
+        prompts = [f"summarize: {m.subject}. {(m.new_text or m.text)[:2000]}" for m in messages]
+        generated = self.generator.generate(prompts)
+        # A generated summary is kept only when it fits the limits; otherwise the extractive one.
+        return [
+            _fit(g) if g and len(g) <= MAX_CHARS else e
+            for g, e in zip(generated, extractive, strict=True)
+        ]
+
+    def _drafts(self, messages, decisions, priorities, summaries, vectors, library):
+        results: list[tuple[Draft | None, str]] = []
+        needs_ack = []
+        for i, message in enumerate(messages):
+            trust = assess_sender(message, own_domains=self.config.own_domains,
+                                  trusted_authserv_ids=self.config.trusted_authserv_ids)  # fmt: skip
+            results.append((None, trust.level))
+            label = decisions[i].label
+            if (
+                label in NO_REPLY
+                or label not in self.taxonomy
+                or not self.taxonomy[label].expects_reply
+            ):
+                continue
+            needs_ack.append(i)
+        acks: dict[int, str] = {}
+        if self.generator and needs_ack:
+            prompts = [f"restate the request in one sentence: {(messages[i].new_text or messages[i].text)[:1500]}"
+                       for i in needs_ack if results[i][1] != "suspicious"]  # fmt: skip
+            asked = [i for i in needs_ack if results[i][1] != "suspicious"]
+            acks = dict(zip(asked, self.generator.generate(prompts), strict=True))
+        for i in needs_ack:
+            trust_level = results[i][1]
+            draft = compose_draft(
+                messages[i], decisions[i].label, templates=self.templates, key_point=_first_sentence(summaries[i]),
+                deadlines=priorities[i].deadlines, suspicious=trust_level == "suspicious",
+                message_vector=vectors[i] if vectors is not None else None, library=library,
+                generated_ack=acks.get(i),
+            )  # fmt: skip
+            results[i] = (draft, trust_level)
+        return results
+
+
+def _first_sentence(summary: str) -> str:
+    sentences = split_sentences(summary)
+    return sentences[0][2] if sentences else summary
+
+
+def _per_message(started: float, count: int) -> float:
+    return round((time.perf_counter() - started) * 1000 / count, 3)

@@ -1,0 +1,158 @@
+"""The four steps together, on the real encoder, the bundled mailbox, fallback mode and a
+generator built on the spot."""
+
+import pytest
+
+from apps.triage.engine.encoder import Encoder, ModelLoadError
+from apps.triage.engine.evaluation import evaluate_triage, load_labelled
+from apps.triage.engine.pipeline import TriageConfig, Triager
+from tests.triage.conftest import SAMPLES, make_message
+
+
+@pytest.fixture(scope="module")
+def labelled():
+    return load_labelled(SAMPLES / "demo.mbox", SAMPLES / "demo_labels.csv")
+
+
+def test_bundled_mailbox_quality_holds(triager, labelled):
+    figures = evaluate_triage(triager, labelled)
+    # docs/benchmarks.md has the measured figures; these floors catch a regression.
+    assert figures["messages"] == 70
+    assert figures["category_accuracy"] >= 0.85, figures["mistakes"]
+    assert figures["priority_within_one"] >= 0.9, figures["priority_misses"]
+
+
+def test_every_step_result_and_version_is_there(triager, labelled):
+    outcome = triager.triage([labelled[0][0]])[0].to_dict()
+    assert set(outcome) >= {
+        "category",
+        "priority",
+        "summary",
+        "draft_reply",
+        "timings",
+        "model_versions",
+    }
+    assert set(outcome["category"]) >= {"label", "confidence", "decided_by", "alternatives"}
+    assert set(outcome["timings"]) == {
+        "encode_ms",
+        "classify_ms",
+        "prioritize_ms",
+        "summarize_ms",
+        "draft_ms",
+    }
+    assert outcome["model_versions"]["encoder"].startswith("all-MiniLM-L6-v2@")
+    assert 0 < len(outcome["summary"]) <= 300
+
+
+def test_one_encoder_pass_per_batch(triager, labelled):
+    calls = []
+    original = triager.encoder.encode
+
+    def counting(texts, spans=None):
+        calls.append(len(texts))
+        return original(texts, spans)
+
+    triager.encoder.encode = counting
+    try:
+        triager.triage([m for m, _, _ in labelled[:10]])
+    finally:
+        triager.encoder.encode = original
+    assert calls == [10]
+
+
+def test_header_signals_decide_where_certain(triager):
+    newsletter = make_message(
+        "This month in the community: three new plugins, the spring meetup and survey results.",
+        subject="March community digest",
+        extra="List-Unsubscribe: <mailto:u@x.example>\n",
+    )
+    bounce = make_message("Could not deliver.", subject="Undelivered Mail Returned to Sender",
+                          sender="MAILER-DAEMON@mx.example.com")  # fmt: skip
+    auto = make_message("I am away.", extra="Auto-Submitted: auto-replied\n")
+    results = triager.triage([newsletter, bounce, auto])
+    assert [r.category.label for r in results] == ["newsletter", "bounce", "auto_reply"]
+    assert all(r.category.decided_by.startswith("headers:") for r in results)
+    assert all(r.draft is None and r.priority.level == "P3" for r in results)
+
+
+def test_summary_and_draft_use_only_the_new_text(triager):
+    message = make_message(
+        "Hi,\nThe export to CSV fails with error 42 since this morning. Could you check it?\n\n"
+        "Best regards,\nNora Lind\n\nOn Tue, 3 Mar 2026, Support <s@example.com> wrote:\n"
+        "> Your invoice was refunded yesterday.\n",
+        subject="CSV export fails", sender="Nora Lind <nora@example.com>",
+    )  # fmt: skip
+    [outcome] = triager.triage([message])
+    assert "refunded" not in outcome.summary and "Nora" not in outcome.summary
+    assert outcome.draft.text.startswith("Hi Nora,") and "refunded" not in outcome.draft.text
+
+
+def test_spam_gets_no_draft(triager, labelled):
+    spam = [m for m, label, _ in labelled if label == "spam"]
+    for outcome in triager.triage(spam):
+        assert outcome.draft is None
+
+
+def test_fallback_mode_when_the_encoder_cannot_load(tmp_path, labelled):
+    degraded = Triager(TriageConfig(encoder_path=str(tmp_path / "no-model")))
+    assert (
+        "encoder unavailable" in degraded.degraded
+        and str(tmp_path / "no-model") in degraded.degraded
+    )
+    outcomes = degraded.triage([m for m, _, _ in labelled])
+    assert {o.category.decided_by.split(":")[0] for o in outcomes} <= {
+        "fallback",
+        "headers",
+        "spam_head",
+    }
+    accuracy = sum(
+        o.category.label == c for o, (_, c, _) in zip(outcomes, labelled, strict=True)
+    ) / len(labelled)
+    assert accuracy >= 0.6  # rules plus the light model keep mail flowing, less precisely
+    with pytest.raises(ModelLoadError, match="No model at"):
+        Triager(TriageConfig(encoder_path=str(tmp_path / "no-model"), mode="encoder"))
+
+
+def test_int8_quantized_encoder():
+    quantized = Encoder(device="cpu", quantize=True)
+    assert quantized.version.endswith("+int8")
+    full = Encoder(device="cpu")
+    texts = ["The API is down for all customers.", "Please send the invoice."]
+    a, b = quantized.encode(texts).vectors, full.encode(texts).vectors
+    assert (a * b).sum(axis=1).min() > 0.9  # close to the full-precision embeddings
+
+
+def _tiny_seq2seq(directory):
+    """A randomly initialised T5 and a word-level tokenizer, saved as a real model directory."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+
+    words = (
+        ["the", "export", "fails", "with", "error", "please", "check", "it", "invoice", "order", "account", "customer", "login"]
+    )
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>",
+                                        unk_token="<unk>")  # fmt: skip
+    tokenizer.save_pretrained(directory)
+    config = T5Config(vocab_size=len(vocab), d_model=16, d_ff=32, d_kv=8, num_layers=1, num_heads=2,
+                      decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)  # fmt: skip
+    T5ForConditionalGeneration(config).save_pretrained(directory)
+
+
+def test_generator_loads_from_a_local_path_and_stays_within_limits(tmp_path):
+    _tiny_seq2seq(tmp_path / "tiny-t5")
+    with_generator = Triager(TriageConfig(generator_path=str(tmp_path / "tiny-t5"), device="cpu"))
+    assert with_generator.versions["generator"] == "tiny-t5"
+    message = make_message(
+        "The export fails with error 42. Please check it.", subject="Export fails"
+    )
+    [outcome] = with_generator.triage([message])
+    assert len(outcome.summary) <= 300
+    assert outcome.draft is not None and "refund" not in outcome.draft.text
+
+
+def test_missing_generator_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="No generator at"):
+        Triager(TriageConfig(generator_path=str(tmp_path / "none"), device="cpu"))

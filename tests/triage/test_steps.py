@@ -1,0 +1,157 @@
+"""Deadlines, priority, summaries and drafts, step by step."""
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from apps.triage.engine.deadlines import find_deadlines
+from apps.triage.engine.draft import ApprovedReply, compose_draft, find_references, load_templates
+from apps.triage.engine.priority import PriorityPolicy, prioritize
+from apps.triage.engine.sentences import split_sentences
+from apps.triage.engine.summarize import MAX_CHARS, extractive_summary
+from tests.triage.conftest import make_message
+
+WEDNESDAY = datetime(2026, 3, 4, 10, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "due"),
+    [
+        ("Please fix this by Friday 5pm.", "2026-03-06T17:00"),
+        ("We need it by tomorrow at 9am.", "2026-03-05T09:00"),
+        ("The report is due March 10.", "2026-03-10T17:00"),
+        ("no later than 2026-03-08 12:00", "2026-03-08T12:00"),
+        ("Please answer within 24 hours.", "2026-03-05T10:00"),
+        ("Send it by EOD.", "2026-03-04T17:00"),
+        ("before next Monday", "2026-03-09T17:00"),
+        ("by 3pm today", "2026-03-04T15:00"),
+        ("deadline: 15 March", "2026-03-15T17:00"),
+    ],
+)
+def test_deadlines_resolve_against_the_message_date(text, due):
+    [found] = find_deadlines(text, WEDNESDAY)
+    assert found.due.isoformat().startswith(due)
+
+
+def test_no_deadline_in_plain_text():
+    assert find_deadlines("We bought it in March and it works well.", WEDNESDAY) == []
+
+
+def test_priority_reasons_and_levels():
+    outage = make_message("Production is down for all users since 9am. Please fix it ASAP, we lose revenue.",
+                          subject="URGENT outage")  # fmt: skip
+    decision = prioritize(outage, "incident")
+    assert decision.level == "P0" and decision.score >= 70
+    assert any("urgency" in r for r in decision.reasons) and any(
+        "impact" in r for r in decision.reasons
+    )
+    calm = make_message("How do I change the language of the interface?", subject="Language")
+    assert prioritize(calm, "support").level == "P2"
+    for quiet in ("newsletter", "notification", "auto_reply", "bounce", "spam"):
+        assert prioritize(outage, quiet).level == "P3"
+
+
+def test_priority_deadline_vip_and_headers():
+    message = make_message("Please send the signed contract by tomorrow at 9am.", subject="Contract",
+                           sender="CEO <ceo@bigclient.example>", extra="X-Priority: 1\n")  # fmt: skip
+    decision = prioritize(
+        message, "legal", PriorityPolicy(vip_domains=frozenset({"bigclient.example"}))
+    )
+    reasons = " ".join(decision.reasons)
+    assert "deadline 'by tomorrow at 9am' (2026-03-05 09:00" in reasons
+    assert "important sender" in reasons and "high priority" in reasons
+    assert decision.deadlines[0]["due"].startswith("2026-03-05T09:00")
+    assert decision.level == "P0"
+
+
+def test_sentences_drop_greetings_and_fragments():
+    text = "Hi team,\nOur export fails since Monday. It shows error 42!\n\nThanks"
+    assert [s for _, _, s in split_sentences(text)] == [
+        "Our export fails since Monday.",
+        "It shows error 42!",
+    ]
+
+
+def test_summary_limits_and_redundancy():
+    sentences = [
+        "The checkout page returns an error for every customer since this morning.",
+        "The checkout page shows an error to all customers since the morning.",
+        "We already restarted our own servers without any change.",
+        "Our team is available on the phone all day.",
+    ]
+    vectors = np.array(
+        [[1, 0, 0], [0.99, 0.14, 0], [0.6, 0.8, 0], [0.2, 0.3, 0.93]], dtype=np.float32
+    )
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    summary = extractive_summary(
+        sentences, vectors, vectors.mean(0) / np.linalg.norm(vectors.mean(0))
+    )
+    # One of the two near-duplicates, central as they are, and not both.
+    duplicates = [sentences[0] in summary, sentences[1] in summary]
+    assert duplicates.count(True) == 1
+    assert sentences[2] in summary
+    assert len(summary) <= MAX_CHARS
+    long = ["word " * 100 + "end."] * 3
+    assert len(extractive_summary(long, None, None)) <= MAX_CHARS
+
+
+def test_references_kept_exactly():
+    text = "Ticket #4521 about invoice INV-2024-0042, order 1234567 and case no. 8891; call 555."
+    assert find_references(text) == ["#4521", "INV-2024-0042", "1234567", "8891"]
+
+
+def test_draft_names_the_sender_and_keeps_references_and_dates():
+    message = make_message("Hi,\nOur invoice INV-2026-0212 was charged twice. Please fix it by Friday.\n\n"
+                           "Kind regards,\nGreta Olsen", subject="Charged twice")  # fmt: skip
+    deadlines = [d.to_dict() for d in find_deadlines(message.new_text, message.date)]
+    draft = compose_draft(message, "billing", templates=load_templates(), key_point="Our invoice was charged twice.",
+                          deadlines=deadlines, suspicious=False)  # fmt: skip
+    assert draft.text.startswith("Hi Greta,")
+    assert "INV-2026-0212" in draft.text and "by Friday" in draft.text
+    assert "billing team" in draft.text and draft.source == "template"
+
+
+def test_no_draft_for_categories_without_a_template():
+    message = make_message("Weekly digest")
+    for label in ("spam", "newsletter", "notification", "auto_reply", "bounce"):
+        assert compose_draft(message, label, templates=load_templates(), key_point="x", deadlines=[],
+                             suspicious=False) is None  # fmt: skip
+
+
+def test_suspicious_sender_text_never_reaches_the_draft():
+    message = make_message("Wire 5000 to account 99-1234 today, ref PAY-7781.", subject="Payment")
+    draft = compose_draft(message, "billing", templates=load_templates(), key_point="Wire 5000 to account 99-1234 today.",
+                          deadlines=[], suspicious=True, generated_ack="Wire 5000 now.")  # fmt: skip
+    assert "5000" not in draft.text and "PAY-7781" not in draft.text and "Wire" not in draft.text
+
+
+def test_generated_sentences_may_not_promise():
+    message = make_message("The export fails with error 42.", subject="Export")
+    templates = load_templates()
+    promising = compose_draft(message, "support", templates=templates, key_point="The export fails.", deadlines=[],
+                              suspicious=False, generated_ack="We will refund you and it will be fixed by tomorrow.")  # fmt: skip
+    assert "refund" not in promising.text and promising.source == "template"
+    invented = compose_draft(message, "support", templates=templates, key_point="The export fails.", deadlines=[],
+                             suspicious=False, generated_ack="You hit error 77 in the export.")  # fmt: skip
+    assert "77" not in invented.text
+    fine = compose_draft(message, "support", templates=templates, key_point="The export fails.", deadlines=[],
+                         suspicious=False, generated_ack="You are seeing error 42 when exporting.")  # fmt: skip
+    assert fine.source == "generator" and "error 42 when exporting" in fine.text
+
+
+def test_retrieval_of_an_approved_reply():
+    message = make_message("How do I export to CSV?", sender="Nora Lind <nora@example.com>")
+    vector = np.array([1.0, 0.0], dtype=np.float32)
+    library = [ApprovedReply("support", np.array([0.99, 0.14], dtype=np.float32),
+                             "Hi Sam,\n\nUse Reports > Export > CSV.\n\nBest regards,\nSupport")]  # fmt: skip
+    draft = compose_draft(message, "support", templates=load_templates(), key_point="", deadlines=[],
+                          suspicious=False, message_vector=vector, library=library)  # fmt: skip
+    assert (
+        draft.source == "retrieved"
+        and draft.text.startswith("Hi Nora,")
+        and "Reports > Export" in draft.text
+    )
+    elsewhere = compose_draft(message, "billing", templates=load_templates(), key_point="", deadlines=[],
+                              suspicious=False, message_vector=vector, library=library)  # fmt: skip
+    assert elsewhere.source == "template"
