@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: test lint benchmark-verify clean
+.PHONY: test lint benchmark-verify benchmark-triage clean
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -15,6 +15,9 @@ lint: $(INSTALLED)
 
 benchmark-verify: $(INSTALLED)
 	$(BIN)/python benchmarks/verify_throughput.py $(BENCH_ARGS)
+
+benchmark-triage: $(INSTALLED)
+	$(BIN)/python benchmarks/triage_throughput.py $(BENCH_ARGS)
 
 # The virtual environment is rebuilt whenever a requirements file changes.
 $(INSTALLED): requirements/base.txt requirements/dev.txt requirements/production.txt

@@ -13,7 +13,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from apps.inbox.engine import ParsedMessage
 from apps.triage.engine.rules import header_category
-from apps.triage.engine.spam import SpamHead
+from apps.triage.engine.spam import SpamDocument, SpamHead
 from apps.triage.engine.taxonomy import Taxonomy
 
 SPAM_THRESHOLD = 0.5
@@ -115,7 +115,7 @@ class Classifier:
         self.model_signal = "encoder" if encoder is not None else "fallback"
 
     def classify(self, messages: list[ParsedMessage], embeddings: np.ndarray | None,
-                 spam_documents: list[str]) -> list[CategoryDecision]:  # fmt: skip
+                 spam_documents: list[SpamDocument]) -> list[CategoryDecision]:  # fmt: skip
         spam_p = self.spam_head.predict_proba(spam_documents, embeddings)
         probabilities = self.head.predict([category_text(m) for m in messages], embeddings)
         decisions = []

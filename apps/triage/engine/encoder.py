@@ -48,6 +48,27 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def load_local(path: Path, auto_class: str, *, device: str, what: str, variable: str):
+    """(tokenizer, model in eval mode, device) from a local transformers directory, or a
+    ModelLoadError that says what is missing where and which setting names it."""
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(
+            f"No {what} at {path}: expected a transformers model directory with config.json, "
+            f"tokenizer files and weights (set {variable})."
+        )
+    try:
+        import transformers
+
+        resolved = resolve_device(device)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = getattr(transformers, auto_class).from_pretrained(path, local_files_only=True)
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(f"Could not load the {what} from {path}: {exc}") from exc
+    return tokenizer, model.eval(), resolved
+
+
 @dataclass
 class Encoded:
     vectors: np.ndarray  # (n, dim), L2-normalised message embeddings
@@ -75,22 +96,11 @@ class Encoder:
         batch_size: int = 32,
     ) -> None:
         self.path = Path(path) if path else default_encoder_path()
-        if not (self.path / "config.json").is_file():
-            raise ModelLoadError(
-                f"No model at {self.path}: expected a transformers model directory with "
-                "config.json, tokenizer files and weights (set MAILSCORE_ENCODER_PATH)."
-            )
-        try:
-            import torch
-            from transformers import AutoModel, AutoTokenizer
+        self.tokenizer, model, self.device = load_local(
+            self.path, "AutoModel", device=device, what="encoder", variable="MAILSCORE_ENCODER_PATH"
+        )
+        import torch
 
-            self.device = resolve_device(device)
-            self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-            model = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
-        except ModelLoadError:
-            raise
-        except Exception as exc:
-            raise ModelLoadError(f"Could not load the encoder from {self.path}: {exc}") from exc
         self.quantized = False
         if quantize and self.device == "cpu":
             model = torch.ao.quantization.quantize_dynamic(

@@ -6,28 +6,17 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from apps.triage.engine.encoder import ModelLoadError, resolve_device
+from apps.triage.engine.encoder import load_local
 
 
 class Generator:
     def __init__(self, path: str | Path, *, device: str = "auto", max_new_tokens: int = 64) -> None:
         self.path = Path(path)
-        if not (self.path / "config.json").is_file():
-            raise ModelLoadError(
-                f"No generator at {self.path}: expected a transformers seq2seq model directory "
-                "(MAILSCORE_GENERATOR_PATH)."
-            )
-        try:
-            from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
-            self.device = resolve_device(device)
-            self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-            self.model = AutoModelForSeq2SeqLM.from_pretrained(self.path, local_files_only=True)
-        except ModelLoadError:
-            raise
-        except Exception as exc:
-            raise ModelLoadError(f"Could not load the generator from {self.path}: {exc}") from exc
-        self.model = self.model.eval().to(self.device)
+        self.tokenizer, model, self.device = load_local(
+            self.path, "AutoModelForSeq2SeqLM", device=device, what="generator",
+            variable="MAILSCORE_GENERATOR_PATH",
+        )  # fmt: skip
+        self.model = model.to(self.device)
         self.max_new_tokens = max_new_tokens
         self.version = f"{self.path.name}"
         self._lock = threading.Lock()

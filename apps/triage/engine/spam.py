@@ -1,5 +1,5 @@
 """The spam head: logistic regression over hashed words, hashed character n-grams, a few header
-tokens, and the message embedding. Trained on the SpamAssassin training split; stored as plain
+tokens, tokens of the message's structure, and the message embedding. Trained on the SpamAssassin training split; stored as plain
 arrays (.npz), never pickled code."""
 
 from __future__ import annotations
@@ -33,8 +33,38 @@ _chars = HashingVectorizer(n_features=CHAR_FEATURES, alternate_sign=False, analy
                            ngram_range=(3, 5), norm=None)  # fmt: skip
 
 
-def spam_document(message: ParsedMessage) -> str:
-    """Subject, body and header tokens: the text the hashed features are taken from."""
+STRUCTURE_WEIGHT = 2.0
+
+
+@dataclass(frozen=True)
+class SpamDocument:
+    text: str  # subject, body and header tokens: hashed as words and character n-grams
+    structure: str  # tokens of the message's shape: hashed on their own
+
+
+def _bucket(count: int, edges: tuple[int, ...]) -> str:
+    return next((str(edge) for edge in edges if count <= edge), "many")
+
+
+def structure_tokens(message: ParsedMessage) -> str:
+    """What separates a person writing to a person from a broadcast, in any decade: a signed-off
+    name, a greeting by name, quoted history, a reply; against links, shouting, exclamation
+    marks and money amounts."""
+    text = message.text[:5000]
+    greeting = bool(re.match(r"^(hi|hello|dear|hey) +[A-Z][a-z]+", message.new_text or ""))
+    return " ".join([
+        f"s_signoff_{bool(message.sign_off_name)}",
+        f"s_links_{_bucket(len(re.findall(r'https?://', text)), (0, 1, 3, 8))}",
+        f"s_caps_{_bucket(len(re.findall(r'[A-Z]{3,}', text)), (0, 2, 6, 15))}",
+        f"s_excl_{_bucket(text.count('!'), (0, 1, 3, 8))}",
+        f"s_money_{bool(re.search(r'[$€£] ?[0-9]', text))}",
+        f"s_quoted_{bool(message.quoted_text)}",
+        f"s_greetname_{greeting}",
+        f"s_reply_{bool(message.in_reply_to)}",
+    ])  # fmt: skip
+
+
+def spam_document(message: ParsedMessage) -> SpamDocument:
     tokens = []
     for name in _HEADER_NAMES:
         value = message.header(name)
@@ -42,19 +72,24 @@ def spam_document(message: ParsedMessage) -> str:
     domain = message.from_address.rsplit("@", 1)[-1].lower() if message.from_address else "none"
     tokens += [f"fromdom_{domain}", f"htmlonly_{message.html_only}",
                f"att_{min(len(message.attachments), 3)}"]  # fmt: skip
-    return f"{message.subject}\n{message.text[:5000]}\n{' '.join(tokens)}"
+    text = f"{message.subject}\n{message.text[:5000]}\n{' '.join(tokens)}"
+    return SpamDocument(text, structure_tokens(message))
 
 
-def _sparse(documents: list[str]) -> sp.csr_matrix:
+def _sparse(documents: list[SpamDocument]) -> sp.csr_matrix:
     blocks = []
     for vectorizer, limit in ((_words, None), (_chars, 4000)):
-        matrix = vectorizer.transform([d[:limit] if limit else d for d in documents])
+        matrix = vectorizer.transform([d.text[:limit] if limit else d.text for d in documents])
         matrix.data = np.log1p(matrix.data)
         blocks.append(normalize(matrix))
+    blocks.append(
+        normalize(_words.transform([d.structure for d in documents]).astype(float))
+        * STRUCTURE_WEIGHT
+    )
     return sp.hstack(blocks).tocsr()
 
 
-def features(documents: list[str], embeddings: np.ndarray | None) -> sp.csr_matrix:
+def features(documents: list[SpamDocument], embeddings: np.ndarray | None) -> sp.csr_matrix:
     """embeddings None: the light model of fallback mode, hashed features only."""
     sparse = _sparse(documents)
     if embeddings is None:
@@ -73,7 +108,9 @@ class SpamHead:
     def version(self) -> str:
         return self.meta.get("version", "spam-head")
 
-    def predict_proba(self, documents: list[str], embeddings: np.ndarray | None) -> np.ndarray:
+    def predict_proba(
+        self, documents: list[SpamDocument], embeddings: np.ndarray | None
+    ) -> np.ndarray:
         if self.embedding_dimension and embeddings is None:
             raise ValueError("This spam head needs embeddings; use a light head in fallback mode.")
         matrix = features(documents, embeddings if self.embedding_dimension else None)
@@ -109,23 +146,29 @@ class Augmentation:
     """Labelled examples added to every training set with a weight: the taxonomy's examples of
     today's business mail, which the 2002 corpus lacks (its ham is mostly mailing-list talk)."""
 
-    documents: list[str]
+    documents: list[SpamDocument]
     embeddings: np.ndarray | None
     labels: np.ndarray
     weight: float = 10.0
 
 
 def taxonomy_augmentation(taxonomy, encoder, weight: float = 10.0) -> Augmentation:
-    documents, labels = [], []
+    from apps.inbox.engine import parse_message
+
+    texts, labels = [], []
     for category in taxonomy.categories:
         for text in (category.description, *category.examples):
-            documents.append(text)
+            texts.append(text)
             labels.append(1 if category.name == "spam" else 0)
-    embeddings = encoder.encode(documents).vectors if encoder is not None else None
+    documents = [
+        SpamDocument(text, structure_tokens(parse_message(f"Subject: x\n\n{text}\n".encode())))
+        for text in texts
+    ]
+    embeddings = encoder.encode(texts).vectors if encoder is not None else None
     return Augmentation(documents, embeddings, np.array(labels), weight)
 
 
-def train(documents: list[str], embeddings: np.ndarray | None, labels: np.ndarray, *,
+def train(documents: list[SpamDocument], embeddings: np.ndarray | None, labels: np.ndarray, *,
           C: float = 30.0, augmentation: Augmentation | None = None,
           meta: dict | None = None) -> SpamHead:  # fmt: skip
     matrix = features(documents, embeddings)

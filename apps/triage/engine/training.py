@@ -16,7 +16,7 @@ from apps.triage.engine import spam
 
 @dataclass
 class Corpus:
-    documents: list[str]
+    documents: list[spam.SpamDocument]
     encoder_texts: list[str]
     labels: np.ndarray
     embeddings: np.ndarray | None = None

@@ -1,0 +1,121 @@
+"""Triage throughput in-process: the four steps next to the raw encoder on the same texts.
+
+Both are measured in the same run, alternating, several times; medians are reported, and the
+ratio steps/encoder is computed per run. Optionally the same for the int8-quantized encoder,
+with its quality cost on the labelled mailbox.
+
+    python benchmarks/triage_throughput.py [--messages 512] [--runs 3] [--quantized]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from apps.inbox.engine import parse_message  # noqa: E402
+from apps.inbox.engine.mailbox import iter_messages  # noqa: E402
+from apps.triage.engine.classify import category_text  # noqa: E402
+from apps.triage.engine.evaluation import evaluate_triage, load_labelled  # noqa: E402
+from apps.triage.engine.pipeline import TriageConfig, Triager  # noqa: E402
+
+CORPUS = ROOT.parent / "shared" / "data" / "spamassassin"
+
+
+def load_messages(count: int):
+    raws = [item.raw for item in iter_messages([CORPUS]) if item.raw]
+    step = max(1, len(raws) // count)  # spread over every folder of the corpus
+    raws = raws[::step][:count]
+    started = time.perf_counter()
+    messages = [parse_message(raw) for raw in raws]
+    return messages, len(messages) / (time.perf_counter() - started)
+
+
+def encoder_rate(triager: Triager, texts: list[str]) -> float:
+    started = time.perf_counter()
+    triager.encoder.encode(texts)
+    return len(texts) / (time.perf_counter() - started)
+
+
+def steps_rate(triager: Triager, messages) -> float:
+    size = triager.config.batch_size
+    started = time.perf_counter()
+    for start in range(0, len(messages), size):
+        triager.triage(messages[start : start + size])
+    return len(messages) / (time.perf_counter() - started)
+
+
+def measure(triager: Triager, messages, runs: int) -> dict:
+    texts = [category_text(m) for m in messages]
+    triager.triage(messages[:8])  # warm-up: first calls allocate
+    encoder, steps = [], []
+    for _ in range(runs):
+        encoder.append(encoder_rate(triager, texts))
+        steps.append(steps_rate(triager, messages))
+    ratios = [s / e for s, e in zip(steps, encoder, strict=True)]
+    return {"encoder": statistics.median(encoder), "steps": statistics.median(steps),
+            "ratio": statistics.median(ratios), "ratios": ratios}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=512)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--quantized", action="store_true", help="also measure the int8 encoder (CPU)")
+    parser.add_argument("--batch-sizes", default="", help="comma list: raw encoder rate per batch size")
+    args = parser.parse_args()
+
+    messages, parse_rate = load_messages(args.messages)
+    triager = Triager(TriageConfig(device=args.device, batch_size=args.batch_size))
+    figures = measure(triager, messages, args.runs)
+    device = triager.encoder.device
+    print(f"## Triage throughput ({time.strftime('%Y-%m-%d')})\n")
+    print(f"{len(messages)} SpamAssassin messages spread over the corpus; device {device}; batch "
+          f"{args.batch_size}; {args.runs} alternating runs, medians; {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}; encoder {triager.versions['encoder']}.\n")  # fmt: skip
+    print("| what | messages/s |")
+    print("|---|---|")
+    print(f"| parsing (MIME, quotes, language) | {parse_rate:.0f} |")
+    print(f"| raw encoder, same texts | {figures['encoder']:.1f} |")
+    print(f"| classify + prioritize + summarize + draft | {figures['steps']:.1f} |")
+    print(f"\nSteps / encoder, per run: {', '.join(f'{r:.0%}' for r in figures['ratios'])}; "
+          f"median {figures['ratio']:.0%} (target 80%).")  # fmt: skip
+
+    if args.batch_sizes:
+        texts = [category_text(m) for m in messages]
+        print("\n| batch size | raw encoder messages/s |")
+        print("|---|---|")
+        for size in (int(s) for s in args.batch_sizes.split(",")):
+            triager.encoder.batch_size = size
+            rates = [encoder_rate(triager, texts) for _ in range(args.runs)]
+            print(f"| {size} | {statistics.median(rates):.1f} |")
+        triager.encoder.batch_size = args.batch_size
+
+    if args.quantized:
+        labelled = load_labelled(ROOT / "samples" / "demo.mbox", ROOT / "samples" / "demo_labels.csv")
+        full_quality = evaluate_triage(triager, labelled)
+        quantized = Triager(TriageConfig(device="cpu", quantize=True, batch_size=args.batch_size))
+        q = measure(quantized, messages, args.runs)
+        q_quality = evaluate_triage(quantized, labelled)
+        full_labels = [o.category.label for o in triager.triage([m for m, _, _ in labelled])]
+        q_labels = [o.category.label for o in quantized.triage([m for m, _, _ in labelled])]
+        agreement = sum(a == b for a, b in zip(full_labels, q_labels, strict=True)) / len(labelled)
+        print("\n| encoder | raw encoder messages/s | steps messages/s | category accuracy (labelled set) |")
+        print("|---|---|---|---|")
+        print(f"| float32 | {figures['encoder']:.1f} | {figures['steps']:.1f} | {full_quality['category_accuracy']:.1%} |")
+        print(f"| int8 dynamic | {q['encoder']:.1f} | {q['steps']:.1f} | {q_quality['category_accuracy']:.1%} |")
+        print(f"\nint8 / float32 encoder speed: {q['encoder'] / figures['encoder']:.2f}x; labels agreeing "
+              f"with float32 on the labelled set: {agreement:.0%}.")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
