@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import urllib.parse
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,10 @@ def _free_tcp_port() -> int:
 
 def start_postgres(data_dir: Path) -> str:
     """Start (or join) a PostgreSQL server whose cluster lives in data_dir; return its URL."""
-    import pgserver
+    with warnings.catch_warnings():
+        # platformdirs warns on every start where XDG_RUNTIME_DIR is unset (containers, CI).
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import pgserver
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(data_dir, cleanup_mode="stop")

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from apps.triage.engine.spam import SpamHead
+from apps.inbox.engine import parse_message
+from apps.triage.engine.spam import SpamHead, spam_document
 from tests.triage.conftest import SAMPLES
 
 REQUIRED = {"source", "message_id", "from", "subject", "category", "priority", "summary", "draft_reply",
@@ -91,9 +92,10 @@ def test_train_spam_writes_loadable_heads(tmp_path):
     light = SpamHead.load(tmp_path / "spam_head_light.npz")
     assert full.embedding_dimension == 384 and light.embedding_dimension == 0
     assert full.meta["messages"] == 120 and full.meta["augmented"] is True
-    probability = light.predict_proba(
-        ["WIN $1,000,000 NOW!!! Click here to claim your prize"], None
+    prize = parse_message(
+        b"Subject: WIN NOW\n\nWIN $1,000,000 NOW!!! Click here to claim your prize\n"
     )
+    probability = light.predict_proba([spam_document(prize)], None)
     assert np.isfinite(probability).all()
 
 

@@ -112,6 +112,22 @@ def test_draft_names_the_sender_and_keeps_references_and_dates():
     assert "billing team" in draft.text and draft.source == "template"
 
 
+@pytest.mark.parametrize(
+    ("sender", "body", "greeting"),
+    [
+        ("Accounts Payable <ap@example.com>", "Please resend the invoice.", "Hello,"),
+        ("Harbour NOC <noc@example.com>", "Webhooks fail.\n\nRegards,\nMarco Bellini", "Hi Marco,"),
+        ('"Doe, Jane" <jane@example.com>', "Please resend the invoice.", "Hi Jane,"),
+        ("jane@example.com", "Please resend the invoice.", "Hello,"),
+    ],
+)
+def test_greeting_uses_a_person_s_name_or_none(sender, body, greeting):
+    message = make_message(body, sender=sender)
+    draft = compose_draft(message, "billing", templates=load_templates(), key_point="", deadlines=[],
+                          suspicious=False)  # fmt: skip
+    assert draft.text.split("\n")[0] == greeting
+
+
 def test_no_draft_for_categories_without_a_template():
     message = make_message("Weekly digest")
     for label in ("spam", "newsletter", "notification", "auto_reply", "bounce"):

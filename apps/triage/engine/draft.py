@@ -60,11 +60,27 @@ def load_templates(path: str | Path | None = None) -> dict:
     return json.loads(packaged.read_text(encoding="utf-8"))
 
 
+# Words that name a function, not a person: "Accounts Payable", "Harbour NOC", "IT Support".
+_ROLE_WORDS = frozenset(
+    ["accounts", "account", "payable", "receivable", "billing", "finance", "team", "support", "helpdesk", "help", "desk", "service", "services", "noc", "operations", "ops", "admin", "administrator", "office", "department", "sales", "marketing", "info", "it", "security", "legal", "hr", "customer", "care", "no-reply", "noreply", "notifications", "mailer", "system"]
+)
+
+
 def first_name(message: ParsedMessage) -> str | None:
-    candidate = message.sign_off_name or message.from_name or ""
+    """The sender's first name for the greeting, or None when all we have is a role or team."""
+    for candidate in (message.sign_off_name, message.from_name):
+        name = _first_word(candidate or "")
+        if name:
+            return name
+    return None
+
+
+def _first_word(candidate: str) -> str | None:
     if "," in candidate:  # "Doe, Jane"
         candidate = candidate.split(",", 1)[1]
     words = [w for w in re.split(r"\s+", candidate.strip()) if w]
+    if any(w.lower().strip(".,") in _ROLE_WORDS for w in words):
+        return None
     if words and re.fullmatch(r"[^\W\d_][\w'\-]*", words[0]) and "@" not in words[0]:
         return words[0][0].upper() + words[0][1:]
     return None

@@ -59,6 +59,7 @@ def load_local(path: Path, auto_class: str, *, device: str, what: str, variable:
     try:
         import transformers
 
+        transformers.utils.logging.disable_progress_bar()  # no progress bars in logs and CLIs
         resolved = resolve_device(device)
         tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = getattr(transformers, auto_class).from_pretrained(path, local_files_only=True)

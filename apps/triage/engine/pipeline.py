@@ -121,6 +121,12 @@ class Triager:
             "generator": self.generator.version if self.generator else "none",
         }
 
+    @property
+    def chunk_size(self) -> int:
+        """How many messages to hand triage() at once: several encoder batches, so that sorting
+        by length packs each batch with similar lengths and little padding."""
+        return self.config.batch_size * 8
+
     def triage(self, messages: list[ParsedMessage], *,
                library: list[ApprovedReply] | None = None) -> list[TriageOutcome]:  # fmt: skip
         count = len(messages)

@@ -56,6 +56,7 @@ def to_unicode(domain: str) -> str:
         return domain.lower()
 
 
+@functools.lru_cache(maxsize=65536)
 def skeleton(domain: str) -> str:
     """A form in which lookalike spellings of a domain collapse to the same string."""
     decomposed = unicodedata.normalize("NFKD", to_unicode(domain).lower())
@@ -86,8 +87,10 @@ def suggest_domain(domain: str) -> str | None:
     return best
 
 
+@functools.lru_cache(maxsize=65536)
 def lookalike_of(domain: str, protected: tuple[str, ...]) -> tuple[str, str] | None:
-    """(protected domain, how) when domain imitates one without being it or a subdomain of it."""
+    """(protected domain, how) when domain imitates one without being it or a subdomain of it.
+    Cached: every message is checked, and senders' domains repeat."""
     domain = domain.lower().rstrip(".")
     own_skeleton = skeleton(domain)
     for target in protected:
@@ -98,7 +101,8 @@ def lookalike_of(domain: str, protected: tuple[str, ...]) -> tuple[str, str] | N
         target = target.lower()
         if own_skeleton == skeleton(target):
             return target, "confusable_characters"
-        if len(target) >= 6 and damerau_levenshtein(domain, target) == 1:
+        close_in_length = abs(len(domain) - len(target)) <= 1
+        if len(target) >= 6 and close_in_length and damerau_levenshtein(domain, target) == 1:
             return target, "one_edit_away"
         # "paypal-secure.com": the brand as one hyphen-separated part of the first label.
         brand = skeleton(target.split(".")[0])

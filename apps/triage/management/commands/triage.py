@@ -54,7 +54,7 @@ class Command(BaseCommand):
                 errors += 1
                 self.stderr.write(f"error: {item.source}: {exc}")
                 continue
-            if len(batch) >= triager.config.batch_size:
+            if len(batch) >= triager.chunk_size:
                 done += self._flush(triager, batch, options)
                 batch = []
                 if show_progress:
