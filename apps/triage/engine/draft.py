@@ -62,7 +62,42 @@ def load_templates(path: str | Path | None = None) -> dict:
 
 # Words that name a function, not a person: "Accounts Payable", "Harbour NOC", "IT Support".
 _ROLE_WORDS = frozenset(
-    ["accounts", "account", "payable", "receivable", "billing", "finance", "team", "support", "helpdesk", "help", "desk", "service", "services", "noc", "operations", "ops", "admin", "administrator", "office", "department", "sales", "marketing", "info", "it", "security", "legal", "hr", "customer", "care", "no-reply", "noreply", "notifications", "mailer", "system"]
+    [
+        "accounts",
+        "account",
+        "payable",
+        "receivable",
+        "billing",
+        "finance",
+        "team",
+        "support",
+        "helpdesk",
+        "help",
+        "desk",
+        "service",
+        "services",
+        "noc",
+        "operations",
+        "ops",
+        "admin",
+        "administrator",
+        "office",
+        "department",
+        "sales",
+        "marketing",
+        "info",
+        "it",
+        "security",
+        "legal",
+        "hr",
+        "customer",
+        "care",
+        "no-reply",
+        "noreply",
+        "notifications",
+        "mailer",
+        "system",
+    ]
 )
 
 
