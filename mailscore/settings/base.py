@@ -203,6 +203,10 @@ MAILSCORE_VERIFICATION = {
 
 # --- Triage (apps/triage; docs/triage.md) -------------------------------------------------------
 MAILSCORE_MAX_MESSAGE_BYTES = env_int("MAILSCORE_MAX_MESSAGE_BYTES", 10 * 1024 * 1024)
+# The labelled spam corpus for train_spam and evaluate: spam-* and ham folders of raw messages.
+MAILSCORE_SPAM_CORPUS = Path(
+    env_str("MAILSCORE_SPAM_CORPUS", str(BASE_DIR.parent / "shared" / "data" / "spamassassin"))
+)
 MAILSCORE_TRIAGE = {
     # Models load from local paths only; empty means the bundled all-MiniLM-L6-v2 encoder.
     "encoder_path": env_str("MAILSCORE_ENCODER_PATH"),

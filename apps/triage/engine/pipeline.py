@@ -17,7 +17,7 @@ from apps.triage.engine.encoder import ModelLoadError, load_encoder
 from apps.triage.engine.priority import PriorityDecision, PriorityPolicy, prioritize
 from apps.triage.engine.sentences import split_sentences
 from apps.triage.engine.spam import SpamHead, packaged_head_path, spam_document
-from apps.triage.engine.summarize import MAX_CHARS, _fit, extractive_summary
+from apps.triage.engine.summarize import MAX_CHARS, extractive_summary, fit_to_limit
 from apps.triage.engine.taxonomy import NO_REPLY, Taxonomy
 from apps.verification.engine.trust import assess_sender
 
@@ -193,7 +193,7 @@ class Triager:
         generated = self.generator.generate(prompts)
         # A generated summary is kept only when it fits the limits; otherwise the extractive one.
         return [
-            _fit(g) if g and len(g) <= MAX_CHARS else e
+            fit_to_limit(g) if g and len(g) <= MAX_CHARS else e
             for g, e in zip(generated, extractive, strict=True)
         ]
 

@@ -11,7 +11,7 @@ MAX_SENTENCES = 2
 REDUNDANCY_WEIGHT = 0.35
 
 
-def _fit(text: str, limit: int = MAX_CHARS) -> str:
+def fit_to_limit(text: str, limit: int = MAX_CHARS) -> str:
     text = " ".join(text.split())
     if len(text) <= limit:
         return text
@@ -25,7 +25,7 @@ def extractive_summary(
     if not sentences:
         return ""
     if len(sentences) <= MAX_SENTENCES and sum(len(s) + 1 for s in sentences) <= MAX_CHARS:
-        return _fit(" ".join(sentences))
+        return fit_to_limit(" ".join(sentences))
     usable = vectors is not None and message_vector is not None and len(vectors) == len(sentences)
     if not usable or not np.any(vectors):
         ranked = [0, 1]  # no vectors (fallback mode): the lead sentences
@@ -44,4 +44,4 @@ def extractive_summary(
     summary = " ".join(sentences[i] for i in sorted(ranked))  # in the order they were written
     if len(summary) > MAX_CHARS:
         summary = sentences[ranked[0]]
-    return _fit(summary)
+    return fit_to_limit(summary)

@@ -221,7 +221,7 @@ class _Run:
                 return True
         return False
 
-    async def _mx(self, domain: str, item: _Item) -> MxLookup:
+    async def _mx(self, domain: str) -> MxLookup:
         if domain.startswith("["):
             # An address literal names its server directly; there is nothing to look up.
             ip = domain.strip("[]").removeprefix("IPv6:")
@@ -238,7 +238,7 @@ class _Run:
     async def _verify_domain(self, domain: str, groups: dict[str, list[_Item]]) -> None:
         representatives = [items[0] for items in groups.values()]
         started = time.perf_counter()
-        lookup = await self._mx(domain, representatives[0])
+        lookup = await self._mx(domain)
         dns_ms = _ms(started)
         for items in groups.values():
             for item in items:

@@ -22,7 +22,7 @@ class Command(BaseCommand):
             "and category accuracy, confusion matrix and priority agreement on a labelled mailbox.")  # fmt: skip
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--spam-data", default=str(BASE.parent / "shared" / "data" / "spamassassin"),
+        parser.add_argument("--spam-data", default=str(settings.MAILSCORE_SPAM_CORPUS),
                             help="spam-*/ham folders of raw messages (default: %(default)s)")  # fmt: skip
         parser.add_argument("--labelled", default=str(BASE / "samples" / "demo.mbox"),
                             help="a mailbox of labelled messages (default: %(default)s)")  # fmt: skip

@@ -12,15 +12,15 @@ from apps.triage.engine.encoder import ModelLoadError, load_encoder
 from apps.triage.engine.taxonomy import Taxonomy
 from apps.triage.engine.training import embed, load_corpus
 
-DEFAULT_CORPUS = Path(settings.BASE_DIR).parent / "shared" / "data" / "spamassassin"
-
 
 class Command(BaseCommand):
     help = "Train the spam heads on a folder of spam-* and ham folders of raw messages."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(
-            "--data", default=str(DEFAULT_CORPUS), help="corpus root (default: %(default)s)"
+            "--data",
+            default=str(settings.MAILSCORE_SPAM_CORPUS),
+            help="corpus root (default: %(default)s)",
         )
         parser.add_argument("--output-dir", default=str(spam.packaged_head_path().parent),
                             help="where spam_head.npz and spam_head_light.npz go (default: %(default)s)")  # fmt: skip
