@@ -213,10 +213,13 @@ class Triager:
                 continue
             needs_ack.append(i)
         acks: dict[int, str] = {}
-        if self.generator and needs_ack:
-            prompts = [f"restate the request in one sentence: {(messages[i].new_text or messages[i].text)[:1500]}"
-                       for i in needs_ack if results[i][1] != "suspicious"]  # fmt: skip
-            asked = [i for i in needs_ack if results[i][1] != "suspicious"]
+        # Suspicious senders' text never reaches a draft, so it is never given to the generator.
+        asked = [i for i in needs_ack if results[i][1] != "suspicious"]
+        if self.generator and asked:
+            prompts = [
+                f"restate the request in one sentence: {(messages[i].new_text or messages[i].text)[:1500]}"
+                for i in asked
+            ]
             acks = dict(zip(asked, self.generator.generate(prompts), strict=True))
         for i in needs_ack:
             trust_level = results[i][1]
