@@ -19,7 +19,7 @@ from apps.triage.engine.sentences import split_sentences
 from apps.triage.engine.spam import SpamHead, packaged_head_path, spam_document
 from apps.triage.engine.summarize import MAX_CHARS, extractive_summary, fit_to_limit
 from apps.triage.engine.taxonomy import NO_REPLY, Taxonomy
-from apps.verification.engine.trust import assess_sender
+from apps.verification.engine.trust import TrustReport, assess_sender
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class TriageOutcome:
     priority: PriorityDecision
     summary: str
     draft: Draft | None
-    trust_level: str
+    trust: TrustReport
     timings: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
 
@@ -61,7 +61,7 @@ class TriageOutcome:
             "priority": self.priority.to_dict(),
             "summary": self.summary,
             "draft_reply": self.draft.to_dict() if self.draft else None,
-            "sender_trust": self.trust_level,
+            "sender_trust": self.trust.level,
             "timings": self.timings,
             "model_versions": self.versions,
         }
@@ -177,10 +177,10 @@ class Triager:
 
         outcomes = []
         for i in range(count):
-            draft, trust_level = drafts[i]
+            draft, trust = drafts[i]
             outcomes.append(TriageOutcome(
                 category=decisions[i], priority=priorities[i], summary=summaries[i], draft=draft,
-                trust_level=trust_level,
+                trust=trust,
                 timings={"encode_ms": encode_ms, "classify_ms": classify_ms,
                          "prioritize_ms": prioritize_ms, "summarize_ms": summarize_ms,
                          "draft_ms": draft_ms},
@@ -198,12 +198,12 @@ class Triager:
         ]
 
     def _drafts(self, messages, decisions, priorities, summaries, vectors, library):
-        results: list[tuple[Draft | None, str]] = []
+        results: list[tuple[Draft | None, TrustReport]] = []
         needs_ack = []
         for i, message in enumerate(messages):
             trust = assess_sender(message, own_domains=self.config.own_domains,
                                   trusted_authserv_ids=self.config.trusted_authserv_ids)  # fmt: skip
-            results.append((None, trust.level))
+            results.append((None, trust))
             label = decisions[i].label
             if (
                 label in NO_REPLY
@@ -214,7 +214,7 @@ class Triager:
             needs_ack.append(i)
         acks: dict[int, str] = {}
         # Suspicious senders' text never reaches a draft, so it is never given to the generator.
-        asked = [i for i in needs_ack if results[i][1] != "suspicious"]
+        asked = [i for i in needs_ack if results[i][1].level != "suspicious"]
         if self.generator and asked:
             prompts = [
                 f"restate the request in one sentence: {(messages[i].new_text or messages[i].text)[:1500]}"
@@ -222,14 +222,14 @@ class Triager:
             ]
             acks = dict(zip(asked, self.generator.generate(prompts), strict=True))
         for i in needs_ack:
-            trust_level = results[i][1]
+            trust = results[i][1]
             draft = compose_draft(
                 messages[i], decisions[i].label, templates=self.templates, key_point=_first_sentence(summaries[i]),
-                deadlines=priorities[i].deadlines, suspicious=trust_level == "suspicious",
+                deadlines=priorities[i].deadlines, suspicious=trust.level == "suspicious",
                 message_vector=vectors[i] if vectors is not None else None, library=library,
                 generated_ack=acks.get(i),
             )  # fmt: skip
-            results[i] = (draft, trust_level)
+            results[i] = (draft, trust)
         return results
 
 

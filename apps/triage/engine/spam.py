@@ -187,7 +187,7 @@ def train(documents: list[SpamDocument], embeddings: np.ndarray | None, labels: 
     return SpamHead(model.coef_[0], float(model.intercept_[0]), dimension, info)
 
 
-def load_corpus(root: str | Path) -> list[tuple[Path, int]]:
+def corpus_files(root: str | Path) -> list[tuple[Path, int]]:
     """The SpamAssassin layout: folders whose names start with "spam" hold spam, the rest ham."""
     root = Path(root)
     if not root.is_dir():

@@ -24,7 +24,7 @@ class Corpus:
 
 def load_corpus(root: str | Path, *, limit: int | None = None,
                 progress: Callable[[str], None] = lambda _: None) -> Corpus:  # fmt: skip
-    files = spam.load_corpus(root)
+    files = spam.corpus_files(root)
     if limit:
         rng = np.random.default_rng(0)
         files = [

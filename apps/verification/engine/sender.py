@@ -38,17 +38,24 @@ async def verify_sender(
 
 
 async def verify_senders(
-    messages: list[Message], verifier: Verifier, *, smtp: bool = True, greylist_wait: float = 0.0
+    messages: list[Message],
+    verifier: Verifier,
+    *,
+    trusts: list[TrustReport] | None = None,
+    smtp: bool = True,
+    greylist_wait: float = 0.0,
 ) -> list[SenderVerification]:
     """verify_sender for many messages at once: their reply addresses are verified together, so
-    shared domains cost one MX lookup and share connections."""
+    shared domains cost one MX lookup and share connections. Trust reports already made (the
+    triage pipeline makes them for its drafts) are used as they are."""
     config = verifier.config
-    trusts = [
-        assess_sender(
-            m, own_domains=config.own_domains, trusted_authserv_ids=config.trusted_authserv_ids
-        )
-        for m in messages
-    ]
+    if trusts is None:
+        trusts = [
+            assess_sender(
+                m, own_domains=config.own_domains, trusted_authserv_ids=config.trusted_authserv_ids
+            )
+            for m in messages
+        ]
     addresses = [t.reply_address for t in trusts if t.reply_address]
     results = iter(await verifier.verify_many(addresses, smtp=smtp, greylist_wait=greylist_wait))
     return [SenderVerification(t, next(results) if t.reply_address else None) for t in trusts]

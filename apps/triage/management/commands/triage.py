@@ -76,7 +76,8 @@ class Command(BaseCommand):
         verify_ms = 0.0
         if not options["no_verify"]:
             started_verify = time.perf_counter()
-            verifications = asyncio.run(_verify(messages, smtp=not options["no_smtp"]))
+            trusts = [outcome.trust for outcome in outcomes]
+            verifications = asyncio.run(_verify(messages, trusts, smtp=not options["no_smtp"]))
             verify_ms = round((time.perf_counter() - started_verify) * 1000 / len(messages), 3)
         total_ms = round((time.perf_counter() - started) * 1000 / len(messages), 3)
         for (source, message), outcome, verification in zip(
@@ -112,8 +113,8 @@ class Command(BaseCommand):
         )
 
 
-async def _verify(messages, *, smtp: bool):
+async def _verify(messages, trusts, *, smtp: bool):
     from apps.verification.engine.sender import verify_senders
     from apps.verification.services import build_verifier
 
-    return await verify_senders(messages, build_verifier(), smtp=smtp)
+    return await verify_senders(messages, build_verifier(), trusts=trusts, smtp=smtp)
