@@ -8,4 +8,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailscore.settings.local")
 
 app = Celery("mailscore")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.imports = ("tasks.verification",)
+app.conf.imports = (
+    "tasks.pipeline",
+    "tasks.verification",
+    "tasks.maintenance",
+    "tasks.ingest",
+)

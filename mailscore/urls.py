@@ -1,8 +1,32 @@
 """URL routes."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from apps.core.views import health
+from apps.inbox.api import MessageViewSet
+
+router = DefaultRouter(trailing_slash=False)
+router.include_root_view = False
+router.register("messages", MessageViewSet, basename="message")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", include(router.urls)),
+    path(
+        "api/v1/schema",
+        SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
+        name="schema",
+    ),
+    path(
+        "api/v1/docs",
+        SpectacularSwaggerView.as_view(
+            url_name="schema", authentication_classes=[], permission_classes=[]
+        ),
+        name="api-docs",
+    ),
+    path("health", health, name="health"),
+    path("", include("django_prometheus.urls")),
 ]

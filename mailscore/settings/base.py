@@ -53,13 +53,19 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "django_prometheus",
     "apps.core",
+    "apps.accounts",
     "apps.inbox",
     "apps.triage",
     "apps.verification",
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -67,6 +73,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "mailscore.urls"
@@ -94,7 +101,9 @@ DATABASE_URL = env_str("DATABASE_URL")
 REDIS_URL = env_str("REDIS_URL")
 
 DATABASES = {
-    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60) if DATABASE_URL else {},
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+    if DATABASE_URL
+    else {},
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -162,11 +171,81 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 3600}
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-routes
 CELERY_TASK_ROUTES = {
     "mailscore.verification.*": {"queue": str(CeleryQueue.VERIFY)},
+    "mailscore.pipeline.dispatch": {"queue": str(CeleryQueue.TRIAGE)},
+    "mailscore.pipeline.classify": {"queue": str(CeleryQueue.TRIAGE)},
+    "mailscore.pipeline.prioritize": {"queue": str(CeleryQueue.TRIAGE)},
+    "mailscore.pipeline.summarize": {"queue": str(CeleryQueue.GENERATE)},
+    "mailscore.pipeline.draft_reply": {"queue": str(CeleryQueue.GENERATE)},
+    "mailscore.pipeline.verify_sender": {"queue": str(CeleryQueue.VERIFY)},
+    "mailscore.maintenance.*": {"queue": str(CeleryQueue.MAINTENANCE)},
+    "mailscore.ingest.*": {"queue": str(CeleryQueue.MAINTENANCE)},
 }
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-default-queue
 CELERY_TASK_DEFAULT_QUEUE = str(CeleryQueue.MAINTENANCE)
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-expires
 CELERY_RESULT_EXPIRES = 24 * 3600
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-ignore-result
+# Results live in PostgreSQL; nothing reads them back from Redis.
+CELERY_TASK_IGNORE_RESULT = True
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-max-tasks-per-child
+CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("MAILSCORE_WORKER_MAX_TASKS_PER_CHILD", 1000)
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-max-memory-per-child
+# In KiB: a worker process holding the models is replaced once it grows past this.
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("MAILSCORE_WORKER_MAX_MEMORY_KIB", 2_000_000)
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-connection-retry-on-startup
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#beat-schedule
+CELERY_BEAT_SCHEDULE = {
+    "create-partitions": {
+        "task": "mailscore.maintenance.create_partitions",
+        "schedule": 6 * 3600,
+    },
+    "apply-retention": {
+        "task": "mailscore.maintenance.apply_retention",
+        "schedule": 24 * 3600,
+    },
+    "requeue-stalled": {
+        "task": "mailscore.maintenance.requeue_stalled",
+        "schedule": 60,
+    },
+    "poll-imap": {
+        "task": "mailscore.ingest.poll_imap",
+        "schedule": env_int("MAILSCORE_IMAP_POLL_SECONDS", 60),
+    },
+}
+
+# --- Storage and pipeline (apps/inbox, apps/core, tasks/pipeline.py; docs/platform.md) ----------
+MAILSCORE_RETENTION_DAYS = env_int("MAILSCORE_RETENTION_DAYS", 90)
+MAILSCORE_PARTITION_MONTHS_AHEAD = max(2, env_int("MAILSCORE_PARTITION_MONTHS_AHEAD", 2))
+MAILSCORE_ARCHIVE_DIR = Path(env_str("MAILSCORE_ARCHIVE_DIR", str(DATA_DIR / "archive")))
+# How many messages one chain carries: inference runs on them as one batch.
+MAILSCORE_PIPELINE_BATCH = env_int("MAILSCORE_PIPELINE_BATCH", 32)
+# Category confidence below this puts a triaged message in the review queue.
+MAILSCORE_REVIEW_CONFIDENCE = env_float("MAILSCORE_REVIEW_CONFIDENCE", 0.5)
+# Whether the chain's sender check talks SMTP (it always checks syntax and DNS).
+MAILSCORE_PIPELINE_SMTP = env_bool("MAILSCORE_PIPELINE_SMTP", True)
+# How long a message may sit in processing before the stall sweep hands it to the chain again.
+MAILSCORE_STALLED_AFTER_SECONDS = env_int("MAILSCORE_STALLED_AFTER_SECONDS", 3 * 3600)
+MAILSCORE_API_PAGE_SIZE = env_int("MAILSCORE_API_PAGE_SIZE", 50)
+
+# --- API (apps/inbox/api.py; docs/api.md) --------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["apps.accounts.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": MAILSCORE_API_PAGE_SIZE,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "apps.core.api.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "mailscore API",
+    "DESCRIPTION": "Ingest mail and read its triage. Every call needs an X-API-Key header.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
 
 # --- Sender verification (apps/verification; docs/verification.md) ------------------------------
 MAILSCORE_VERIFICATION = {
@@ -203,6 +282,9 @@ MAILSCORE_VERIFICATION = {
 
 # --- Triage (apps/triage; docs/triage.md) -------------------------------------------------------
 MAILSCORE_MAX_MESSAGE_BYTES = env_int("MAILSCORE_MAX_MESSAGE_BYTES", 10 * 1024 * 1024)
+# A JSON body carries the message escaped, so Django may read up to twice its limit; the API
+# answers 413 itself from the limit above.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * MAILSCORE_MAX_MESSAGE_BYTES + 64 * 1024
 # The labelled spam corpus for train_spam and evaluate: spam-* and ham folders of raw messages.
 MAILSCORE_SPAM_CORPUS = Path(
     env_str("MAILSCORE_SPAM_CORPUS", str(BASE_DIR.parent / "shared" / "data" / "spamassassin"))

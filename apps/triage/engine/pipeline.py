@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from apps.inbox.engine import ParsedMessage
 from apps.triage.engine.classify import CategoryDecision, Classifier, category_text
 from apps.triage.engine.draft import ApprovedReply, Draft, compose_draft, load_templates
-from apps.triage.engine.encoder import ModelLoadError, load_encoder
+from apps.triage.engine.encoder import Encoded, ModelLoadError, load_encoder
 from apps.triage.engine.priority import PriorityDecision, PriorityPolicy, prioritize
 from apps.triage.engine.sentences import split_sentences
 from apps.triage.engine.spam import SpamHead, packaged_head_path, spam_document
@@ -129,50 +129,37 @@ class Triager:
 
     def triage(self, messages: list[ParsedMessage], *,
                library: list[ApprovedReply] | None = None) -> list[TriageOutcome]:  # fmt: skip
+        """All four steps in one process. The Celery chain (tasks/pipeline.py) calls the same
+        step methods one queue at a time."""
         count = len(messages)
         if not count:
             return []
-        texts, spans, sentence_lists = [], [], []
-        for message in messages:
-            text = category_text(message)
-            body_offset = len(message.subject) + 1
-            found = split_sentences(text[body_offset:])
-            texts.append(text)
-            spans.append([(body_offset + start, body_offset + end) for start, end, _ in found])
-            sentence_lists.append([sentence for _, _, sentence in found])
-
         started = time.perf_counter()
-        encoded = self.encoder.encode(texts, spans) if self.encoder else None
+        encoded = self.encode(messages)
         encode_ms = _per_message(started, count)
         vectors = encoded.vectors if encoded else None
 
         started = time.perf_counter()
-        decisions = self.classifier.classify(
-            messages, vectors, [spam_document(m) for m in messages]
-        )
+        decisions = self.classify(messages, vectors)
         classify_ms = _per_message(started, count)
 
         started = time.perf_counter()
-        priorities = [
-            prioritize(m, d.label, self.policy) for m, d in zip(messages, decisions, strict=True)
-        ]
+        priorities = self.prioritize(messages, [d.label for d in decisions])
         prioritize_ms = _per_message(started, count)
 
         started = time.perf_counter()
-        summaries = [
-            extractive_summary(
-                sentence_lists[i],
-                encoded.sentence_vectors[i] if encoded else None,
-                vectors[i] if vectors is not None else None,
-            )  # fmt: skip
-            for i in range(count)
-        ]
-        if self.generator:
-            summaries = self._generated_summaries(messages, summaries)
+        summaries = self.summarize(messages, encoded)
         summarize_ms = _per_message(started, count)
 
         started = time.perf_counter()
-        drafts = self._drafts(messages, decisions, priorities, summaries, vectors, library)
+        drafts = self.draft(
+            messages,
+            [d.label for d in decisions],
+            [p.deadlines for p in priorities],
+            summaries,
+            vectors,
+            library,
+        )
         draft_ms = _per_message(started, count)
 
         outcomes = []
@@ -188,6 +175,44 @@ class Triager:
             ))  # fmt: skip
         return outcomes
 
+    def encode(self, messages: list[ParsedMessage]) -> Encoded | None:
+        """One encoder pass per message: its embedding and its sentences' embeddings. None when
+        running without an encoder."""
+        if not self.encoder or not messages:
+            return None
+        texts, spans = [], []
+        for message in messages:
+            text = category_text(message)
+            body_offset = len(message.subject) + 1
+            found = split_sentences(text[body_offset:])
+            texts.append(text)
+            spans.append([(body_offset + start, body_offset + end) for start, end, _ in found])
+        return self.encoder.encode(texts, spans)
+
+    def classify(self, messages: list[ParsedMessage], vectors) -> list[CategoryDecision]:
+        return self.classifier.classify(messages, vectors, [spam_document(m) for m in messages])
+
+    def prioritize(
+        self, messages: list[ParsedMessage], labels: list[str]
+    ) -> list[PriorityDecision]:
+        return [
+            prioritize(m, label, self.policy) for m, label in zip(messages, labels, strict=True)
+        ]
+
+    def summarize(self, messages: list[ParsedMessage], encoded: Encoded | None) -> list[str]:
+        summaries = []
+        for i, message in enumerate(messages):
+            text = category_text(message)
+            sentences = [s for _, _, s in split_sentences(text[len(message.subject) + 1 :])]
+            summaries.append(extractive_summary(
+                sentences,
+                encoded.sentence_vectors[i] if encoded else None,
+                encoded.vectors[i] if encoded else None,
+            ))  # fmt: skip
+        if self.generator:
+            summaries = self._generated_summaries(messages, summaries)
+        return summaries
+
     def _generated_summaries(self, messages, extractive: list[str]) -> list[str]:
         prompts = [f"summarize: {m.subject}. {(m.new_text or m.text)[:2000]}" for m in messages]
         generated = self.generator.generate(prompts)
@@ -197,14 +222,24 @@ class Triager:
             for g, e in zip(generated, extractive, strict=True)
         ]
 
-    def _drafts(self, messages, decisions, priorities, summaries, vectors, library):
+    def draft(
+        self,
+        messages: list[ParsedMessage],
+        labels: list[str],
+        deadlines: list[list[dict]],
+        summaries: list[str],
+        vectors,
+        library: list[ApprovedReply] | None = None,
+    ) -> list[tuple[Draft | None, TrustReport]]:
+        """A draft for each message whose category expects a reply, and the sender's trust,
+        which decides whether the message's own words may appear in that draft."""
         results: list[tuple[Draft | None, TrustReport]] = []
         needs_ack = []
         for i, message in enumerate(messages):
             trust = assess_sender(message, own_domains=self.config.own_domains,
                                   trusted_authserv_ids=self.config.trusted_authserv_ids)  # fmt: skip
             results.append((None, trust))
-            label = decisions[i].label
+            label = labels[i]
             if (
                 label in NO_REPLY
                 or label not in self.taxonomy
@@ -224,8 +259,8 @@ class Triager:
         for i in needs_ack:
             trust = results[i][1]
             draft = compose_draft(
-                messages[i], decisions[i].label, templates=self.templates, key_point=_first_sentence(summaries[i]),
-                deadlines=priorities[i].deadlines, suspicious=trust.level == "suspicious",
+                messages[i], labels[i], templates=self.templates, key_point=_first_sentence(summaries[i]),
+                deadlines=deadlines[i], suspicious=trust.level == "suspicious",
                 message_vector=vectors[i] if vectors is not None else None, library=library,
                 generated_ack=acks.get(i),
             )  # fmt: skip

@@ -1,0 +1,68 @@
+"""X-API-Key authentication for the API."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from django.utils import timezone
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import AuthenticationFailed
+
+from apps.accounts.models import ApiKey, hash_key
+
+HEADER = "X-API-Key"
+# Keys recently seen valid are trusted for this long without a query, so that a burst of
+# ingest requests costs no extra database round trip each; revoking takes effect within it.
+CACHE_SECONDS = 30
+# last_used_at is written at most this often per key.
+TOUCH_SECONDS = 60
+
+_seen: dict[str, tuple[float, ApiClient]] = {}
+
+
+@dataclass(frozen=True)
+class ApiClient:
+    """The caller behind a key: what request.user is for API requests."""
+
+    key_id: int
+    name: str
+    is_authenticated: bool = True
+    is_anonymous: bool = False
+
+
+def _lookup(digest: str) -> ApiClient | None:
+    now = time.monotonic()
+    cached = _seen.get(digest)
+    if cached and now - cached[0] < CACHE_SECONDS:
+        return cached[1]
+    key = ApiKey.objects.filter(key_hash=digest, revoked_at__isnull=True).first()
+    if key is None:
+        _seen.pop(digest, None)
+        return None
+    if (
+        key.last_used_at is None
+        or (timezone.now() - key.last_used_at).total_seconds() > TOUCH_SECONDS
+    ):
+        ApiKey.objects.filter(id=key.id).update(last_used_at=timezone.now())
+    client = ApiClient(key.id, key.name)
+    _seen[digest] = (now, client)
+    return client
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    def authenticate(self, request):
+        key = request.headers.get(HEADER, "").strip()
+        if not key:
+            raise AuthenticationFailed(
+                f"Send an API key in the {HEADER} header; create one with "
+                "`python manage.py create_api_key NAME`."
+            )
+        client = _lookup(hash_key(key))
+        if client is None:
+            raise AuthenticationFailed(f"The {HEADER} given is not a valid, unrevoked API key.")
+        return client, client
+
+    def authenticate_header(self, request) -> str:
+        # A value here makes DRF answer 401 rather than 403.
+        return HEADER

@@ -1,0 +1,129 @@
+"""Store incoming mail exactly once and hand it to the triage chain.
+
+Every way in (API, files, IMAP) ends here. A message is identified by its Message-ID (or, without
+one, by its bytes); the same message ingested twice gives back the first row. The chain is asked
+for only after the row is committed, so a worker never looks for a message it cannot see.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from apps.inbox.dispatch import request_dispatch
+from apps.inbox.engine import MessageTooLarge, ParsedMessage, parse_message
+from apps.inbox.engine.mailbox import looks_like_message
+from apps.inbox.models import RERUNNABLE, Message, MessageStatus
+
+# A Date this far ahead of our clock is the sender's clock, not when the message arrived.
+FUTURE_TOLERANCE = timedelta(hours=1)
+
+
+class InvalidMessage(ValueError):
+    """Input that is not an RFC 822 message."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    message: Message
+    created: bool
+
+
+def dedupe_key(parsed: ParsedMessage, raw: bytes) -> str:
+    message_id = (parsed.message_id or "").strip().strip("<>").strip()
+    if message_id:
+        return hashlib.sha256(b"mid:" + message_id.encode("utf-8", "replace")).hexdigest()
+    return hashlib.sha256(b"raw:" + raw).hexdigest()
+
+
+def received_at_for(parsed: ParsedMessage, now: datetime) -> datetime:
+    """The message's own Date where it is plausible, so that the same message ingested again
+    maps to the same partition and idempotency key; otherwise the time of ingest.
+
+    Plausible means inside the retention period and not ahead of our clock: older mail would
+    land in a partition that retention has dropped or is about to."""
+    date = parsed.date
+    oldest = now - timedelta(days=settings.MAILSCORE_RETENTION_DAYS)
+    if date is not None and oldest <= date <= now + FUTURE_TOLERANCE:
+        return date.replace(microsecond=0)
+    return now
+
+
+def parse_incoming(raw: bytes) -> ParsedMessage:
+    limit = settings.MAILSCORE_MAX_MESSAGE_BYTES
+    if len(raw) > limit:
+        raise MessageTooLarge(len(raw), limit)
+    if not raw.strip():
+        raise InvalidMessage("The message is empty; send an RFC 822 message (headers, a blank "
+                             "line, then the body).")  # fmt: skip
+    if not looks_like_message(raw[:4096]):
+        raise InvalidMessage(
+            "This is not an RFC 822 message: it must start with header lines such as "
+            "'From: a@example.com' and 'Subject: ...', then a blank line and the body."
+        )
+    return parse_message(raw, max_bytes=limit)
+
+
+def ingest_raw(
+    raw: bytes, *, source: str, source_detail: str = "", now: datetime | None = None
+) -> IngestResult:
+    """Store one message (or find it already stored) and queue it for the chain.
+
+    Raises MessageTooLarge or InvalidMessage, whose text says what is accepted."""
+    parsed = parse_incoming(raw)
+    now = now or timezone.now()
+    key = dedupe_key(parsed, raw)
+    with transaction.atomic():
+        # Serialises concurrent ingests of the same message, whatever received_at each derives:
+        # the unique (dedupe_key, received_at) constraint alone cannot see across partitions.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
+        existing = Message.objects.filter(dedupe_key=key).order_by("id").first()
+        if existing is not None:
+            return IngestResult(existing, created=False)
+        message = Message.objects.create(
+            received_at=received_at_for(parsed, now),
+            source=source,
+            source_detail=source_detail[:500],
+            dedupe_key=key,
+            message_id_header=(parsed.message_id or "")[:998],
+            from_address=(parsed.from_address or "")[:320],
+            from_name=parsed.from_name[:500],
+            subject=parsed.subject,
+            sent_at=parsed.date,
+            size=len(raw),
+            raw=raw,
+            parsed=parsed.to_dict(),
+            status=MessageStatus.QUEUED,
+        )
+        transaction.on_commit(request_dispatch)
+    return IngestResult(message, created=True)
+
+
+def rerun(message_ids: list[int]) -> tuple[list[int], list[int]]:
+    """Queue finished or failed messages for a fresh run of the chain. Returns the ids queued
+    and the ids left alone because the chain is still working on them."""
+    with transaction.atomic():
+        ready = list(
+            Message.objects.select_for_update()
+            .filter(id__in=message_ids, status__in=RERUNNABLE)
+            .values_list("id", flat=True)
+        )
+        Message.objects.filter(id__in=ready).update(
+            status=MessageStatus.QUEUED,
+            runs=F("runs") + 1,
+            failed_step="",
+            failure_reason="",
+            steps={},
+            updated_at=timezone.now(),
+        )
+        if ready:
+            transaction.on_commit(request_dispatch)
+    busy = sorted(set(message_ids) - set(ready))
+    return sorted(ready), busy

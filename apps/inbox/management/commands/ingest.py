@@ -1,0 +1,56 @@
+"""manage.py ingest: store .eml files, mbox files, maildirs and folders and queue them."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.inbox.engine import MessageTooLarge
+from apps.inbox.engine.mailbox import iter_messages
+from apps.inbox.ingest import InvalidMessage, ingest_raw
+from apps.inbox.models import MessageSource, MessageStatus
+from apps.inbox.progress import follow
+
+
+class Command(BaseCommand):
+    help = ("Ingest mail from .eml files, mbox files, maildirs and folders of them, and queue it "
+            "for triage. A file that cannot be read is reported and the rest go on.")  # fmt: skip
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("paths", nargs="+", metavar="PATH")
+        parser.add_argument("--wait", action="store_true",
+                            help="wait for the workers and print each message's triage")  # fmt: skip
+        parser.add_argument("--timeout", type=float, default=600.0,
+                            help="seconds --wait waits at most (default 600)")  # fmt: skip
+
+    def handle(self, *args, **options) -> None:
+        stored, duplicates, errors, ids = 0, 0, 0, []
+        for item in iter_messages(options["paths"]):
+            if item.error:
+                errors += 1
+                self.stderr.write(f"error: {item.error}")
+                continue
+            try:
+                result = ingest_raw(item.raw, source=MessageSource.FILE, source_detail=item.source)
+            except (MessageTooLarge, InvalidMessage) as exc:
+                errors += 1
+                self.stderr.write(f"error: {item.source}: {exc}")
+                continue
+            ids.append(result.message.id)
+            stored += result.created
+            duplicates += not result.created
+        self.stdout.write(f"Stored {stored} new messages, {duplicates} already stored, "
+                          f"{errors} not ingested.")  # fmt: skip
+        if options["wait"] and ids:
+            self.stdout.write("Waiting for the workers (Ctrl-C stops waiting; the work goes on).")
+            counts = follow(ids, self.stdout.write, timeout=options["timeout"])
+            summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+            self.stdout.write(f"Done: {summary}.")
+            unfinished = sum(n for s, n in counts.items()
+                             if s in (MessageStatus.QUEUED, MessageStatus.PROCESSING))  # fmt: skip
+            if unfinished:
+                raise CommandError(
+                    f"{unfinished} messages were still unfinished after {options['timeout']:.0f}s; "
+                    "are the workers running? (make run starts them)"
+                )
+        if errors:
+            raise CommandError(f"{errors} inputs could not be ingested (see above).")

@@ -1,0 +1,113 @@
+"""Stored messages and the IMAP mailboxes they are fetched from.
+
+inbox_message is partitioned by month on received_at (see apps/core/partitions.py). Django knows
+it by its id alone, which one sequence keeps unique across partitions; in the database the
+primary key is (id, received_at), because PostgreSQL requires the partition key in it.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class MessageStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    PROCESSING = "processing", "Processing"
+    TRIAGED = "triaged", "Triaged"
+    NEEDS_REVIEW = "needs_review", "Needs review"
+    FAILED = "failed", "Failed"
+
+
+# A message may be re-run once nothing is working on it.
+RERUNNABLE = (MessageStatus.TRIAGED, MessageStatus.NEEDS_REVIEW, MessageStatus.FAILED)
+
+
+class MessageSource(models.TextChoices):
+    API = "api", "API"
+    FILE = "file", "File"
+    IMAP = "imap", "IMAP"
+
+
+class Message(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    received_at = models.DateTimeField(
+        help_text="The message's Date where it is plausible, otherwise when it was ingested; "
+        "the month partition it lives in."
+    )
+    ingested_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    source = models.CharField(max_length=8, choices=MessageSource.choices)
+    source_detail = models.CharField(max_length=500, blank=True)
+    dedupe_key = models.CharField(
+        max_length=64, help_text="SHA-256 of the Message-ID, or of the raw bytes without one."
+    )
+    message_id_header = models.CharField(max_length=998, blank=True)
+    from_address = models.CharField(max_length=320, blank=True)
+    from_name = models.CharField(max_length=500, blank=True)
+    subject = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    size = models.PositiveIntegerField()
+    raw = models.BinaryField()
+    parsed = models.JSONField(default=dict, help_text="Parsed header fields and the new text.")
+
+    status = models.CharField(
+        max_length=16, choices=MessageStatus.choices, default=MessageStatus.QUEUED
+    )
+    failed_step = models.CharField(max_length=32, blank=True)
+    failure_reason = models.TextField(blank=True)
+    runs = models.PositiveIntegerField(default=1, help_text="How many times the chain started.")
+
+    category = models.CharField(max_length=64, blank=True)
+    category_confidence = models.FloatField(null=True, blank=True)
+    category_result = models.JSONField(null=True, blank=True)
+    priority = models.CharField(max_length=16, blank=True)
+    priority_score = models.IntegerField(null=True, blank=True)
+    priority_result = models.JSONField(null=True, blank=True)
+    summary = models.TextField(blank=True)
+    draft_reply = models.TextField(blank=True)
+    draft_result = models.JSONField(null=True, blank=True)
+    sender_trust = models.CharField(max_length=16, blank=True)
+    sender_verdict = models.CharField(max_length=16, blank=True)
+    sender_result = models.JSONField(null=True, blank=True)
+    steps = models.JSONField(
+        default=dict,
+        help_text="Per step: the model or engine version, duration in ms, attempts, error.",
+    )
+
+    class Meta:
+        db_table = "inbox_message"
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.subject or '(no subject)'} <{self.from_address}>"
+
+
+class ImapMailbox(models.Model):
+    """An IMAP folder polled by beat. The password is never stored: password_env names the
+    environment variable that holds it in the worker's environment."""
+
+    name = models.CharField(max_length=100, unique=True)
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField(default=993)
+    security = models.CharField(
+        max_length=8,
+        choices=[("ssl", "TLS (IMAPS)"), ("starttls", "STARTTLS"), ("none", "None (loopback)")],
+        default="ssl",
+    )
+    username = models.CharField(max_length=255)
+    password_env = models.CharField(
+        max_length=100, help_text="Name of the environment variable holding the password."
+    )
+    folder = models.CharField(max_length=255, default="INBOX")
+    enabled = models.BooleanField(default=True)
+    uid_validity = models.BigIntegerField(null=True, blank=True)
+    last_uid = models.BigIntegerField(default=0)
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        db_table = "inbox_imapmailbox"
+        verbose_name = "IMAP mailbox"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.username}@{self.host}/{self.folder})"

@@ -1,0 +1,18 @@
+"""Mail fetched on a schedule: IMAP folders, polled by beat on the maintenance queue."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from celery import shared_task
+
+from apps.inbox.imap import poll_mailbox
+from apps.inbox.models import ImapMailbox
+
+
+@shared_task(name="mailscore.ingest.poll_imap", acks_late=True)
+def poll_imap() -> list[dict]:
+    """Fetch what is new in every enabled folder. Idempotent: UID tracking and Message-ID
+    deduplication mean a second poll stores nothing the first one stored."""
+    ids = ImapMailbox.objects.filter(enabled=True).values_list("id", flat=True)
+    return [asdict(poll_mailbox(mailbox_id)) for mailbox_id in ids]
