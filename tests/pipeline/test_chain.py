@@ -1,0 +1,63 @@
+"""Tier 2: the whole chain run eagerly, in this process, on real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.inbox.ingest import rerun
+from apps.inbox.models import Message, MessageStatus
+from mailscore.celery import app
+from tasks import pipeline
+from tests.pipeline.conftest import SAMPLES
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def eager():
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager = False
+    app.conf.task_eager_propagates = False
+
+
+def test_dispatch_runs_the_chain_on_a_batch(ingest, farm_settings, eager):
+    ids = [ingest(body, subject=subject).id for body, subject in SAMPLES]
+    assert pipeline.dispatch.apply().get() == ids
+    for message in Message.objects.filter(id__in=ids):
+        assert message.status in (MessageStatus.TRIAGED, MessageStatus.NEEDS_REVIEW)
+        assert {s["batch"] for s in message.steps.values()} == {3}
+        assert message.category and message.priority and message.summary
+        assert message.sender_verdict == "deliverable"
+
+
+# A full batch asks for another dispatch through the broker, which eager mode does not run.
+@pytest.mark.filterwarnings("ignore::celery.exceptions.AlwaysEagerIgnored")
+def test_batches_are_capped_and_the_rest_waits_for_the_next_dispatch(ingest, farm_settings,
+                                                                     eager, settings):  # fmt: skip
+    settings.MAILSCORE_PIPELINE_BATCH = 2
+    ids = [ingest(body).id for body, _ in SAMPLES]
+    assert pipeline.dispatch.apply().get() == ids[:2]
+    assert Message.objects.get(id=ids[2]).status == MessageStatus.QUEUED
+    assert pipeline.dispatch.apply().get() == ids[2:]
+
+
+def test_rerun_runs_a_finished_message_again(ingest, farm_settings, eager):
+    message = ingest(SAMPLES[0][0])
+    pipeline.dispatch.apply()
+    first = Message.objects.get(id=message.id)
+    queued, busy = rerun([message.id])
+    assert queued == [message.id] and busy == []
+    again = Message.objects.get(id=message.id)
+    assert again.status == MessageStatus.QUEUED and again.runs == 2 and again.steps == {}
+    pipeline.dispatch.apply()
+    second = Message.objects.get(id=message.id)
+    assert second.status == first.status and second.category == first.category
+    assert {s["run"] for s in second.steps.values()} == {2}
+
+
+def test_a_message_in_flight_is_not_rerun(ingest):
+    message = ingest("text")
+    Message.objects.filter(id=message.id).update(status=MessageStatus.PROCESSING)
+    assert rerun([message.id]) == ([], [message.id])
