@@ -66,7 +66,7 @@ def test_mail_posted_to_the_api_comes_out_triaged(worker):
     by_id = {m.id: m for m in messages}
     assert by_id[ids[0]].category == "billing"
     # The greylisted sender was asked again after a countdown, not by a waiting worker.
-    assert by_id[greylisted].steps["verify_sender"]["attempts"] == 2
+    assert by_id[greylisted].steps["verify_sender"]["attempts"] >= 2
     assert by_id[greylisted].sender_verdict == "deliverable"
     assert VerificationResult.objects.filter(message_id__in=[*ids, greylisted]).count() == 4
 
