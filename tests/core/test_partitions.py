@@ -61,7 +61,9 @@ def test_a_dead_beat_at_months_end_does_not_stop_ingest():
     ensure_partitions(now, months_ahead=2, retention_days=90)
     next_month = add_months(month_start(now), 1) + timedelta(hours=1)
     ingest_raw(RAW % (b"nextmonth", b"x"), source="api", now=next_month)
-    assert Message.objects.get(message_id_header="<nextmonth@example.com>").received_at == next_month
+    assert (
+        Message.objects.get(message_id_header="<nextmonth@example.com>").received_at == next_month
+    )
 
 
 def test_retention_archives_then_drops_whole_expired_months(tmp_path, settings):
@@ -94,7 +96,9 @@ def test_retention_archives_then_drops_whole_expired_months(tmp_path, settings):
         "message_id_header", flat=True).order_by("received_at")) == [
         "<feb@example.com>", "<mar@example.com>"]  # fmt: skip
 
-    archived = partitions.read_archive(tmp_path / "inbox_message" / "inbox_message_p203201.jsonl.gz")
+    archived = partitions.read_archive(
+        tmp_path / "inbox_message" / "inbox_message_p203201.jsonl.gz"
+    )
     assert [row["message_id_header"] for row in archived] == ["<jan@example.com>"]
     assert bytes.fromhex(archived[0]["raw"][2:]).startswith(b"From: a@example.com")
     results = partitions.read_archive(
@@ -116,8 +120,8 @@ def test_an_unwritable_archive_directory_drops_nothing(tmp_path, settings):
     with time_machine.travel(datetime(2033, 3, 15, tzinfo=UTC), tick=False):
         maintenance.create_partitions()
         ingest_raw(RAW % (b"kept", b"x"), source="api", now=datetime(2033, 1, 5, tzinfo=UTC))
-    with time_machine.travel(datetime(2033, 5, 1, 0, 0, 1, tzinfo=UTC), tick=False):
-        with pytest.raises(OSError):
-            maintenance.apply_retention()
+    moved = time_machine.travel(datetime(2033, 5, 1, 0, 0, 1, tzinfo=UTC), tick=False)
+    with moved, pytest.raises(OSError):
+        maintenance.apply_retention()
     assert "inbox_message_p203301" in names("inbox_message")
     assert Message.objects.filter(message_id_header="<kept@example.com>").exists()

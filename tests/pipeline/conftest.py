@@ -30,10 +30,19 @@ def ingest():
 
 
 SAMPLES = [
-    ("I was charged twice for my subscription this month. Please refund the duplicate charge "
-     "of $49 on invoice 20231.", "Double charge on my invoice"),
-    ("The app crashes every time I open the settings page since the last update. I have "
-     "reinstalled it twice. Error code 0x80004005.", "App crashes on settings"),
-    ("Hi, could you tell me whether your enterprise plan includes single sign-on and what the "
-     "price per seat is for 200 users?", "Question about enterprise pricing"),
+    (
+        "I was charged twice for my subscription this month. Please refund the duplicate charge "
+        "of $49 on invoice 20231.",
+        "Double charge on my invoice",
+    ),
+    (
+        "The app crashes every time I open the settings page since the last update. I have "
+        "reinstalled it twice. Error code 0x80004005.",
+        "App crashes on settings",
+    ),
+    (
+        "Hi, could you tell me whether your enterprise plan includes single sign-on and what the "
+        "price per seat is for 200 users?",
+        "Question about enterprise pricing",
+    ),
 ]

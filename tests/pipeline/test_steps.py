@@ -51,7 +51,13 @@ def test_steps_store_results_versions_and_durations(ingest, farm_settings):
     done = stored(messages[0].id)
     assert done.status in (MessageStatus.TRIAGED, MessageStatus.NEEDS_REVIEW)
     assert done.sender_verdict == "deliverable"
-    assert set(done.steps) == {"classify", "prioritize", "summarize", "draft_reply", "verify_sender"}
+    assert set(done.steps) == {
+        "classify",
+        "prioritize",
+        "summarize",
+        "draft_reply",
+        "verify_sender",
+    }
     row = VerificationResult.objects.get(message_id=done.id)
     assert row.address == "alice@normal.test" and row.verdict == "deliverable"
 

@@ -57,7 +57,9 @@ def test_mail_posted_to_the_api_comes_out_triaged(worker):
 
     messages = wait_finished([*ids, greylisted])
     for message in messages:
-        assert message.status in (MessageStatus.TRIAGED, MessageStatus.NEEDS_REVIEW), message.failure_reason
+        assert message.status in (MessageStatus.TRIAGED, MessageStatus.NEEDS_REVIEW), (
+            message.failure_reason
+        )
         assert set(message.steps) == {"classify", "prioritize", "summarize", "draft_reply",
                                       "verify_sender"}  # fmt: skip
         for record in message.steps.values():
