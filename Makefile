@@ -4,10 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: test lint benchmark-verify benchmark-triage clean
+.PHONY: test run lint benchmark-verify benchmark-triage benchmark-pipeline benchmark-ingest clean
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The whole system on this machine: web, workers, beat, Flower, on the sample mailbox.
+run: $(INSTALLED)
+	$(BIN)/python manage.py up $(RUN_ARGS)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
@@ -18,6 +22,12 @@ benchmark-verify: $(INSTALLED)
 
 benchmark-triage: $(INSTALLED)
 	$(BIN)/python benchmarks/triage_throughput.py $(BENCH_ARGS)
+
+benchmark-pipeline: $(INSTALLED)
+	$(BIN)/python benchmarks/pipeline_end_to_end.py $(BENCH_ARGS)
+
+benchmark-ingest: $(INSTALLED)
+	$(BIN)/python benchmarks/ingest_load.py $(BENCH_ARGS)
 
 # The virtual environment is rebuilt whenever a requirements file changes.
 $(INSTALLED): requirements/base.txt requirements/dev.txt requirements/production.txt

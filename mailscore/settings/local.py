@@ -13,3 +13,7 @@ embedded.ensure_services(
 from mailscore.settings.base import *  # noqa: E402,F403
 
 DEBUG = env_bool("DJANGO_DEBUG", True)  # noqa: F405
+# Static files (the admin's) are served by the app itself, straight from the installed packages.
+WHITENOISE_USE_FINDERS = True
+# No collected static directory on a development machine.
+STATIC_ROOT = None
