@@ -24,6 +24,8 @@ async def _verify(address: str, smtp: bool) -> dict:
     bind=True,
     max_retries=6,
     acks_late=True,
+    # Callers read the verdict back through the result backend.
+    ignore_result=False,
 )
 def verify_address(self, address: str, smtp: bool = True) -> dict:
     """Verify one address and return its result.
