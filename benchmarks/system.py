@@ -77,7 +77,7 @@ class System:
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "up", "--no-samples", "--port", str(self.port),
              "--flower-port", str(free_port()), *arguments],
-            cwd=ROOT, env=self.environment(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            cwd=ROOT, env=self.environment(), stdout=self.log(), stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
         self.wait_until_up()
@@ -86,10 +86,14 @@ class System:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "mailscore.wsgi:application", "--bind",
              f"127.0.0.1:{self.port}", "--workers", str(workers), "--log-level", "warning"],
-            cwd=ROOT, env=self.environment(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            cwd=ROOT, env=self.environment(), stdout=self.log(), stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
         self.wait_until_up()
+
+    def log(self):
+        """The processes' output, kept with the data for a look after the run."""
+        return open(self.data_dir / "processes.log", "ab")  # noqa: SIM115 - the child owns it
 
     def wait_until_up(self, timeout: float = 180.0) -> None:
         deadline = time.monotonic() + timeout

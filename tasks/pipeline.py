@@ -200,13 +200,15 @@ def classify(self, message_ids: list[int]) -> list[int]:
         return decisions
 
     def apply(message, decision):
+        # The parsed fields are stored here, not at ingest, to keep the request path light.
+        message.parsed = batch.parsed[batch.todo.index(message)].to_dict()
         message.category = decision.label
         message.category_confidence = decision.confidence
         message.category_result = decision.to_dict()
 
     version = f"{triager.versions['classifier']} / {triager.versions['encoder']}"
     return batch.save(batch.compute(work), apply, version,
-                      ["category", "category_confidence", "category_result"])  # fmt: skip
+                      ["parsed", "category", "category_confidence", "category_result"])  # fmt: skip
 
 
 @pipeline_step("prioritize")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -17,7 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.inbox.dispatch import request_dispatch
-from apps.inbox.engine import MessageTooLarge, ParsedMessage, parse_message
+from apps.inbox.engine import Envelope, MessageTooLarge, parse_envelope
 from apps.inbox.engine.mailbox import looks_like_message
 from apps.inbox.models import RERUNNABLE, Message, MessageStatus
 
@@ -35,27 +35,27 @@ class IngestResult:
     created: bool
 
 
-def dedupe_key(parsed: ParsedMessage, raw: bytes) -> str:
+def dedupe_key(parsed: Envelope, raw: bytes) -> str:
     message_id = (parsed.message_id or "").strip().strip("<>").strip()
     if message_id:
         return hashlib.sha256(b"mid:" + message_id.encode("utf-8", "replace")).hexdigest()
     return hashlib.sha256(b"raw:" + raw).hexdigest()
 
 
-def received_at_for(parsed: ParsedMessage, now: datetime) -> datetime:
+def received_at_for(parsed: Envelope, now: datetime) -> datetime:
     """The message's own Date where it is plausible, so that the same message ingested again
     maps to the same partition and idempotency key; otherwise the time of ingest.
 
     Plausible means inside the retention period and not ahead of our clock: older mail would
     land in a partition that retention has dropped or is about to."""
-    date = parsed.date
+    date = parsed.date.astimezone(UTC) if parsed.date else None
     oldest = now - timedelta(days=settings.MAILSCORE_RETENTION_DAYS)
     if date is not None and oldest <= date <= now + FUTURE_TOLERANCE:
         return date.replace(microsecond=0)
     return now
 
 
-def parse_incoming(raw: bytes) -> ParsedMessage:
+def parse_incoming(raw: bytes) -> Envelope:
     limit = settings.MAILSCORE_MAX_MESSAGE_BYTES
     if len(raw) > limit:
         raise MessageTooLarge(len(raw), limit)
@@ -67,7 +67,8 @@ def parse_incoming(raw: bytes) -> ParsedMessage:
             "This is not an RFC 822 message: it must start with header lines such as "
             "'From: a@example.com' and 'Subject: ...', then a blank line and the body."
         )
-    return parse_message(raw, max_bytes=limit)
+    # Only the envelope: the body is decoded by the chain's first step, off the request path.
+    return parse_envelope(raw, max_bytes=limit)
 
 
 def ingest_raw(
@@ -84,7 +85,7 @@ def ingest_raw(
         # the unique (dedupe_key, received_at) constraint alone cannot see across partitions.
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
-        existing = Message.objects.filter(dedupe_key=key).order_by("id").first()
+        existing = Message.objects.defer("raw").filter(dedupe_key=key).order_by("id").first()
         if existing is not None:
             return IngestResult(existing, created=False)
         message = Message.objects.create(
@@ -96,10 +97,11 @@ def ingest_raw(
             from_address=(parsed.from_address or "")[:320],
             from_name=parsed.from_name[:500],
             subject=parsed.subject,
-            sent_at=parsed.date,
+            # In UTC: senders write offsets PostgreSQL refuses (beyond ±15:59).
+            sent_at=parsed.date.astimezone(UTC) if parsed.date else None,
             size=len(raw),
             raw=raw,
-            parsed=parsed.to_dict(),
+            parsed={},
             status=MessageStatus.QUEUED,
         )
         transaction.on_commit(request_dispatch)

@@ -20,3 +20,5 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # Tests use their own cache namespace so that they never read an operator's cached verdicts.
 MAILSCORE_VERIFICATION["cache_prefix"] = "mailscore-test:verify:"  # noqa: F405
+# Static files are not collected for the tests.
+STATIC_ROOT = None

@@ -39,6 +39,13 @@ def test_received_at_is_the_date_when_plausible():
     assert received_at_for(ancient, now) == now and received_at_for(future, now) == now
 
 
+def test_dates_with_offsets_postgresql_refuses_are_stored_in_utc():
+    raw = b"From: a@example.com\nSubject: x\nDate: Fri, 13 Sep 2002 18:34:51 -1600\n\nbody\n"
+    message = ingest_raw(raw, source="api").message
+    message.refresh_from_db()
+    assert message.sent_at == datetime(2002, 9, 14, 10, 34, 51, tzinfo=UTC)
+
+
 def test_non_messages_are_refused():
     with pytest.raises(InvalidMessage, match="RFC 822"):
         ingest_raw(b"hello there", source="api")

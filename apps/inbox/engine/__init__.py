@@ -2,9 +2,18 @@
 
 from apps.inbox.engine.parser import (
     Attachment,
+    Envelope,
     MessageTooLarge,
     ParsedMessage,
+    parse_envelope,
     parse_message,
 )
 
-__all__ = ["Attachment", "MessageTooLarge", "ParsedMessage", "parse_message"]
+__all__ = [
+    "Attachment",
+    "Envelope",
+    "MessageTooLarge",
+    "ParsedMessage",
+    "parse_envelope",
+    "parse_message",
+]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import email
+import email.parser
 import email.policy
 import hashlib
 import re
@@ -145,6 +146,48 @@ def _addresses(message: Message, name: str) -> list[tuple[str, str]]:
         return []
 
 
+def _date(message: Message, defects: list[str]) -> datetime | None:
+    try:
+        date = parsedate_to_datetime(message.get("Date")) if message.get("Date") else None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        defects.append("unparseable Date header")
+        return None
+    if date is not None and date.tzinfo is None:
+        return None  # a date without a zone cannot be placed in time
+    return date
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The header fields ingest stores, read without decoding the body."""
+
+    message_id: str | None
+    subject: str
+    from_name: str
+    from_address: str | None
+    date: datetime | None
+
+
+def parse_envelope(raw: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Envelope:
+    """The few header fields needed to store a message, at a fraction of parse_message's cost."""
+    if len(raw) > max_bytes:
+        raise MessageTooLarge(len(raw), max_bytes)
+    if raw.startswith(b"From ") and b"\n" in raw:
+        raw = raw.split(b"\n", 1)[1]
+    message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(
+        raw, headersonly=True
+    )
+    from_pairs = _addresses(message, "From")
+    from_name, from_address = from_pairs[0] if from_pairs else ("", None)
+    return Envelope(
+        message_id=(_message_ids(message.get("Message-ID")) or [None])[0],
+        subject=" ".join(decode_header_value(message.get("Subject")).split()),
+        from_name=from_name.strip().strip('"'),
+        from_address=(from_address or "").strip() or None,
+        date=_date(message, []),
+    )
+
+
 def _message_ids(value: str | None) -> list[str]:
     return re.findall(r"<[^<>\s]+>", value or "")
 
@@ -236,13 +279,7 @@ def parse_message(raw: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ParsedMe
 
     from_pairs = _addresses(message, "From")
     from_name, from_address = from_pairs[0] if from_pairs else ("", None)
-    try:
-        date = parsedate_to_datetime(message.get("Date")) if message.get("Date") else None
-        if date is not None and date.tzinfo is None:
-            date = None  # a date without a zone cannot be placed in time
-    except (TypeError, ValueError, IndexError, OverflowError):
-        date = None
-        defects.append("unparseable Date header")
+    date = _date(message, defects)
     content_type = message.get_content_type()
     report_type = (
         (message.get_param("report-type") or "").lower()
