@@ -16,11 +16,14 @@ import asyncio
 import io
 import os
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from system import System, corpus
+from system import SAMPLES, System, corpus
+
+from apps.inbox.engine.mailbox import iter_messages
 
 FINISHED = ("triaged", "needs_review", "failed")
 
@@ -46,7 +49,9 @@ async def post_all(url: str, key: str, raws: list[bytes], concurrency: int) -> d
     return statuses
 
 
-def wait_triaged(count: int, started: float, timeout: float) -> tuple[float, dict]:
+def wait_triaged(
+    count: int, started: float, timeout: float, prefix: str = "<bench-"
+) -> tuple[float, dict]:
     from django.db.models import Count
 
     from apps.inbox.models import Message
@@ -54,7 +59,8 @@ def wait_triaged(count: int, started: float, timeout: float) -> tuple[float, dic
     deadline = time.monotonic() + timeout
     last_report = 0.0
     while True:
-        counts = dict(Message.objects.values_list("status").annotate(n=Count("id")))
+        rows = Message.objects.filter(message_id_header__startswith=prefix)
+        counts = dict(rows.values_list("status").annotate(n=Count("id")))
         done = sum(counts.get(s, 0) for s in FINISHED)
         now = time.perf_counter()
         if done >= count or time.monotonic() > deadline:
@@ -62,7 +68,7 @@ def wait_triaged(count: int, started: float, timeout: float) -> tuple[float, dic
         if now - last_report > 10:
             print(f"  {now - started:5.0f}s: {counts}", flush=True)
             last_report = now
-        time.sleep(0.25)
+        time.sleep(1.0)
 
 
 def in_process_rate(raws: list[bytes]) -> float:
@@ -90,6 +96,11 @@ def main() -> None:
     raws = corpus(options.messages)
     try:
         system.start()
+        # A running system has its models loaded and its connections open: warm it up with the
+        # sample mailbox before the clock starts.
+        warm = [m.raw for m in iter_messages([SAMPLES]) if m.raw]
+        asyncio.run(post_all(system.url, system.api_key, warm, 4))
+        wait_triaged(len(warm), time.perf_counter(), 600, prefix="<")
         started = time.perf_counter()
         statuses = asyncio.run(post_all(system.url, system.api_key, raws, options.concurrency))
         posted = time.perf_counter() - started
@@ -100,7 +111,9 @@ def main() -> None:
 
     from apps.inbox.models import Message
 
-    batches = [m.steps.get("classify", {}).get("batch", 0) for m in Message.objects.only("steps")]
+    bench = Message.objects.filter(message_id_header__startswith="<bench-").only("steps")
+    steps = [m.steps for m in bench]
+    batches = [s.get("classify", {}).get("batch", 0) for s in steps]
     pipeline_rate = len(raws) / elapsed
     # The same messages in one process, with the verification cache of its own (in memory).
     os.environ["MAILSCORE_VERIFY_CACHE"] = "memory"
@@ -113,6 +126,9 @@ def main() -> None:
     )
     print(f"final statuses: {counts}")
     print(f"classify batch size: median {sorted(batches)[len(batches) // 2]}, max {max(batches)}")
+    for step in ("classify", "prioritize", "summarize", "draft_reply", "verify_sender"):
+        durations = [s[step]["duration_ms"] for s in steps if step in s]
+        print(f"  {step:<14} median {statistics.median(durations):7.2f} ms per message")
     print(f"end to end (API -> workers -> PostgreSQL): {len(raws)} in {elapsed:.1f}s = "
           f"{pipeline_rate:.1f} msg/s")  # fmt: skip
     print(f"in-process manage.py triage, same messages: {command_rate:.1f} msg/s")

@@ -18,6 +18,7 @@ from typing import Any
 
 import redis.exceptions
 from celery import Task, chain, shared_task
+from celery.signals import worker_process_init
 from celery.exceptions import SoftTimeLimitExceeded
 from django import db
 from django.conf import settings
@@ -349,6 +350,14 @@ def verify_sender(self, message_ids: list[int], attempt: int = 0) -> list[int]:
                                attempts=attempt + 1, smtp=smtp)  # fmt: skip
         VerificationResult.objects.bulk_create(rows)
     return [i for i in handed_on if i not in later]
+
+
+@worker_process_init.connect
+def _load_models(**_) -> None:
+    # The model pools load their models when a worker process starts, not on its first batch,
+    # so that no message waits for them. The Procfile sets this for the triage and generate pools.
+    if settings.MAILSCORE_PRELOAD_MODELS:
+        get_triager()
 
 
 def start_chain(message_ids: list[int]):

@@ -219,8 +219,12 @@ CELERY_BEAT_SCHEDULE = {
 MAILSCORE_RETENTION_DAYS = env_int("MAILSCORE_RETENTION_DAYS", 90)
 MAILSCORE_PARTITION_MONTHS_AHEAD = max(2, env_int("MAILSCORE_PARTITION_MONTHS_AHEAD", 2))
 MAILSCORE_ARCHIVE_DIR = Path(env_str("MAILSCORE_ARCHIVE_DIR", str(DATA_DIR / "archive")))
-# How many messages one chain carries: inference runs on them as one batch.
-MAILSCORE_PIPELINE_BATCH = env_int("MAILSCORE_PIPELINE_BATCH", 32)
+# The most messages one chain carries. Inference runs on them together, sorted by length into
+# encoder batches of MAILSCORE_BATCH_SIZE: a large chain batch leaves little padding. Under light
+# load a chain carries whatever is queued, down to one message.
+MAILSCORE_PIPELINE_BATCH = env_int("MAILSCORE_PIPELINE_BATCH", 256)
+# Load the triage models when a worker process starts (set for the model pools in the Procfile).
+MAILSCORE_PRELOAD_MODELS = env_bool("MAILSCORE_PRELOAD_MODELS", False)
 # Category confidence below this puts a triaged message in the review queue.
 MAILSCORE_REVIEW_CONFIDENCE = env_float("MAILSCORE_REVIEW_CONFIDENCE", 0.5)
 # Whether the chain's sender check talks SMTP (it always checks syntax and DNS).
