@@ -18,8 +18,8 @@ from typing import Any
 
 import redis.exceptions
 from celery import Task, chain, shared_task
-from celery.signals import worker_process_init
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
 from django import db
 from django.conf import settings
 from django.db import transaction
