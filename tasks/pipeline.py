@@ -29,6 +29,7 @@ from apps.inbox.dispatch import claim_queued, clear_dispatch_request, request_di
 from apps.inbox.engine import ParsedMessage, parse_message
 from apps.inbox.models import Message, MessageStatus
 from apps.triage import encodings
+from apps.triage.engine.encoder import Encoded
 from apps.triage.services import get_triager
 from apps.verification.engine import Reason
 from apps.verification.engine.sender import verify_senders
@@ -241,8 +242,8 @@ def summarize(self, message_ids: list[int]) -> list[int]:
         found = encoded
         if found is not None and len(messages) != len(batch.todo):  # one by one after a failure
             index = batch.todo.index(messages[0])
-            found = type(encoded)(encoded.vectors[index : index + 1],
-                                  encoded.sentence_vectors[index : index + 1])  # fmt: skip
+            found = Encoded(encoded.vectors[index : index + 1],
+                            encoded.sentence_vectors[index : index + 1])  # fmt: skip
         return triager.summarize(parsed, found)
 
     def apply(message, summary):

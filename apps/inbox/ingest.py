@@ -8,7 +8,8 @@ for only after the row is committed, so a worker never looks for a message it ca
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -18,8 +19,8 @@ from django.utils import timezone
 
 from apps.inbox.dispatch import request_dispatch
 from apps.inbox.engine import Envelope, MessageTooLarge, parse_envelope
-from apps.inbox.engine.mailbox import looks_like_message
-from apps.inbox.models import RERUNNABLE, Message, MessageStatus
+from apps.inbox.engine.mailbox import iter_messages, looks_like_message
+from apps.inbox.models import RERUNNABLE, Message, MessageSource, MessageStatus
 
 # A Date this far ahead of our clock is the sender's clock, not when the message arrived.
 FUTURE_TOLERANCE = timedelta(hours=1)
@@ -106,6 +107,35 @@ def ingest_raw(
         )
         transaction.on_commit(request_dispatch)
     return IngestResult(message, created=True)
+
+
+@dataclass
+class BatchReport:
+    message_ids: list[int] = field(default_factory=list)
+    stored: int = 0
+    duplicates: int = 0
+    errors: int = 0
+
+
+def ingest_paths(paths: list, *, on_error: Callable[[str], None]) -> BatchReport:
+    """Ingest every message in .eml files, mbox files, maildirs and folders. An input that cannot
+    be read or is not mail is reported through on_error, and the rest go on."""
+    report = BatchReport()
+    for item in iter_messages(paths):
+        if item.error:
+            report.errors += 1
+            on_error(item.error)
+            continue
+        try:
+            result = ingest_raw(item.raw, source=MessageSource.FILE, source_detail=item.source)
+        except (MessageTooLarge, InvalidMessage) as exc:
+            report.errors += 1
+            on_error(f"{item.source}: {exc}")
+            continue
+        report.message_ids.append(result.message.id)
+        report.stored += result.created
+        report.duplicates += not result.created
+    return report
 
 
 def rerun(message_ids: list[int]) -> tuple[list[int], list[int]]:

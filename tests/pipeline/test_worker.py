@@ -74,3 +74,20 @@ def test_mail_posted_to_the_api_comes_out_triaged(worker):
 
     detail = client.get(f"/api/v1/messages/{ids[0]}").json()
     assert detail["status"] == by_id[ids[0]].status and detail["steps"]["classify"]["version"]
+
+
+def test_ingest_wait_prints_each_message_as_the_workers_finish_it(worker, tmp_path, capsys):
+    from django.core.management import call_command
+
+    for index, (body, subject) in enumerate(SAMPLES[:2]):
+        (tmp_path / f"{index}.eml").write_bytes(raw_message(body, subject=subject))
+    call_command("ingest", str(tmp_path), "--wait", "--timeout", "120")
+    out = capsys.readouterr().out
+    assert "Stored 2 new messages, 0 already stored, 0 not ingested." in out
+    rows = [line for line in out.splitlines() if subject_of(line)]
+    assert len(rows) == 2 and all("triaged" in r or "needs_review" in r for r in rows)
+    assert "Done: " in out
+
+
+def subject_of(line: str) -> bool:
+    return any(subject in line for _, subject in SAMPLES[:2])

@@ -25,10 +25,8 @@ from honcho.environ import parse_procfile
 from honcho.manager import Manager
 from honcho.printer import Printer
 
-from apps.inbox.engine import MessageTooLarge
-from apps.inbox.engine.mailbox import iter_messages
-from apps.inbox.ingest import InvalidMessage, ingest_raw
-from apps.inbox.models import MessageSource, MessageStatus
+from apps.inbox.ingest import ingest_paths
+from apps.inbox.models import MessageStatus
 from apps.inbox.progress import follow
 
 SAMPLES = settings.BASE_DIR / "samples" / "demo.mbox"
@@ -137,18 +135,8 @@ class Command(BaseCommand):
         return False
 
     def _ingest_and_follow(self) -> dict:
-        ids, new = [], 0
-        for item in iter_messages([SAMPLES]):
-            if item.error:
-                self._write(f"error: {item.error}")
-                continue
-            try:
-                result = ingest_raw(item.raw, source=MessageSource.FILE, source_detail=item.source)
-            except (MessageTooLarge, InvalidMessage) as exc:
-                self._write(f"error: {item.source}: {exc}")
-                continue
-            ids.append(result.message.id)
-            new += result.created
+        report = ingest_paths([SAMPLES], on_error=lambda e: self._write(f"error: {e}"))
+        ids, new = report.message_ids, report.stored
         self._write(f"Ingested the sample mailbox: {new} new, {len(ids) - new} already stored. "
                     "Triage as it completes:")  # fmt: skip
         counts = follow(ids, self._write, timeout=self.options["timeout"])

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.inbox.engine import MessageTooLarge
-from apps.inbox.engine.mailbox import iter_messages
-from apps.inbox.ingest import InvalidMessage, ingest_raw
-from apps.inbox.models import MessageSource, MessageStatus
+from apps.inbox.ingest import ingest_paths
+from apps.inbox.models import MessageStatus
 from apps.inbox.progress import follow
 
 
@@ -23,23 +21,10 @@ class Command(BaseCommand):
                             help="seconds --wait waits at most (default 600)")  # fmt: skip
 
     def handle(self, *args, **options) -> None:
-        stored, duplicates, errors, ids = 0, 0, 0, []
-        for item in iter_messages(options["paths"]):
-            if item.error:
-                errors += 1
-                self.stderr.write(f"error: {item.error}")
-                continue
-            try:
-                result = ingest_raw(item.raw, source=MessageSource.FILE, source_detail=item.source)
-            except (MessageTooLarge, InvalidMessage) as exc:
-                errors += 1
-                self.stderr.write(f"error: {item.source}: {exc}")
-                continue
-            ids.append(result.message.id)
-            stored += result.created
-            duplicates += not result.created
-        self.stdout.write(f"Stored {stored} new messages, {duplicates} already stored, "
-                          f"{errors} not ingested.")  # fmt: skip
+        report = ingest_paths(options["paths"], on_error=lambda e: self.stderr.write(f"error: {e}"))
+        ids, errors = report.message_ids, report.errors
+        self.stdout.write(f"Stored {report.stored} new messages, {report.duplicates} already "
+                          f"stored, {errors} not ingested.")  # fmt: skip
         if options["wait"] and ids:
             self.stdout.write("Waiting for the workers (Ctrl-C stops waiting; the work goes on).")
             counts = follow(ids, self.stdout.write, timeout=options["timeout"])
