@@ -231,7 +231,15 @@ def prioritize(self, message_ids: list[int]) -> list[int]:
                       ["priority", "priority_score", "priority_result"])  # fmt: skip
 
 
-@pipeline_step("summarize")
+# A local generator may take a second or more per message, so the generate pool's steps get
+# limits sized for a whole batch.
+GENERATE_LIMITS = {
+    "soft_time_limit": settings.MAILSCORE_GENERATE_SOFT_TIME_LIMIT,
+    "time_limit": settings.MAILSCORE_GENERATE_SOFT_TIME_LIMIT + 60,
+}
+
+
+@pipeline_step("summarize", **GENERATE_LIMITS)
 def summarize(self, message_ids: list[int]) -> list[int]:
     """Extractive summary from the sentence vectors classify left (or a local generator's)."""
     batch = Batch(self, message_ids)
@@ -253,7 +261,7 @@ def summarize(self, message_ids: list[int]) -> list[int]:
     return batch.save(batch.compute(work), apply, version, ["summary"], reencoded=reencoded)
 
 
-@pipeline_step("draft_reply")
+@pipeline_step("draft_reply", **GENERATE_LIMITS)
 def draft_reply(self, message_ids: list[int]) -> list[int]:
     """A reply draft for categories that expect one, and the sender's trust, which decides
     whether the message's own words may appear in it."""

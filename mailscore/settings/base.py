@@ -223,6 +223,9 @@ MAILSCORE_ARCHIVE_DIR = Path(env_str("MAILSCORE_ARCHIVE_DIR", str(DATA_DIR / "ar
 # encoder batches of MAILSCORE_BATCH_SIZE: a large chain batch leaves little padding. Under light
 # load a chain carries whatever is queued, down to one message.
 MAILSCORE_PIPELINE_BATCH = env_int("MAILSCORE_PIPELINE_BATCH", 256)
+# Soft time limit of the generate pool's steps (summarize, draft_reply), which run a local
+# generator, when one is configured, over a whole batch; the hard limit is a minute more.
+MAILSCORE_GENERATE_SOFT_TIME_LIMIT = env_int("MAILSCORE_GENERATE_SOFT_TIME_LIMIT", 1800)
 # Load the triage models when a worker process starts (set for the model pools in the Procfile).
 MAILSCORE_PRELOAD_MODELS = env_bool("MAILSCORE_PRELOAD_MODELS", False)
 # Category confidence below this puts a triaged message in the review queue.
