@@ -11,13 +11,10 @@ database, not Redis, says what is queued, so a lost flag or task costs a delay, 
 
 from __future__ import annotations
 
-from functools import lru_cache
-
-import redis
-from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from apps.core.connections import redis_connection
 from apps.core.queues import CeleryQueue
 from apps.inbox.models import MessageStatus
 
@@ -28,14 +25,9 @@ PENDING_FLAG = "mailscore:dispatch:pending"
 PENDING_FLAG_SECONDS = 30
 
 
-@lru_cache(maxsize=1)
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL)
-
-
 def request_dispatch() -> None:
     """Make sure a dispatch task is on its way."""
-    if _redis().set(PENDING_FLAG, "1", nx=True, ex=PENDING_FLAG_SECONDS):
+    if redis_connection().set(PENDING_FLAG, "1", nx=True, ex=PENDING_FLAG_SECONDS):
         from mailscore.celery import app
 
         app.send_task(DISPATCH_TASK, queue=str(CeleryQueue.TRIAGE))
@@ -44,7 +36,7 @@ def request_dispatch() -> None:
 def clear_dispatch_request() -> None:
     """Called by the dispatch task before it claims, so that a message committed after this
     point asks for a dispatch of its own."""
-    _redis().delete(PENDING_FLAG)
+    redis_connection().delete(PENDING_FLAG)
 
 
 def claim_queued(limit: int) -> list[int]:

@@ -7,20 +7,12 @@ hour by default); a step that finds them gone (expired, or Redis restarted) enco
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
-import redis
-from django.conf import settings
 
+from apps.core.connections import redis_connection
 from apps.triage.engine.encoder import Encoded
 
 TTL_SECONDS = 3600
-
-
-@lru_cache(maxsize=1)
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL)
 
 
 def _key(message_id: int, run: int, encoder_version: str) -> str:
@@ -29,7 +21,7 @@ def _key(message_id: int, run: int, encoder_version: str) -> str:
 
 def store(keys: list[tuple[int, int]], encoded: Encoded, encoder_version: str) -> None:
     """keys[i] is (message id, run) of encoded row i."""
-    pipe = _redis().pipeline(transaction=False)
+    pipe = redis_connection().pipeline(transaction=False)
     for i, (message_id, run) in enumerate(keys):
         rows = np.vstack([encoded.vectors[i : i + 1], encoded.sentence_vectors[i]])
         pipe.set(
@@ -43,7 +35,7 @@ def load(keys: list[tuple[int, int]], encoder_version: str, dimension: int) -> E
     """The stored encodings of every message in keys, or None if any is missing."""
     if not keys:
         return None
-    blobs = _redis().mget([_key(m, r, encoder_version) for m, r in keys])
+    blobs = redis_connection().mget([_key(m, r, encoder_version) for m, r in keys])
     if any(blob is None for blob in blobs):
         return None
     vectors, sentences = [], []

@@ -1,0 +1,14 @@
+"""The process's Redis client for our own keys (dispatch flag, stored encodings)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import redis
+from django.conf import settings
+
+
+@lru_cache(maxsize=1)
+def redis_connection() -> redis.Redis:
+    # One client per process; its pool notices a fork and opens new connections in the child.
+    return redis.Redis.from_url(settings.REDIS_URL)
