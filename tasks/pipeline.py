@@ -116,7 +116,18 @@ class Batch:
                 mark_failed([message.id], self.step, f"cannot parse the stored message: {exc}")
                 continue
             self.todo.append(message)
+        self.position = {message.id: i for i, message in enumerate(self.todo)}
         self.started = time.perf_counter()
+
+    def rows(self, messages: list[Message]) -> list[int]:
+        """Where messages (all of the batch, or one when retried alone) stand in it."""
+        return [self.position[m.id] for m in messages]
+
+    def encodings_of(self, encoded: Encoded | None, messages: list[Message]) -> Encoded | None:
+        if encoded is None:
+            return None
+        rows = self.rows(messages)
+        return Encoded(encoded.vectors[rows], [encoded.sentence_vectors[i] for i in rows])
 
     def compute(self, work: Callable[[list[Message], list[ParsedMessage]], list]) -> list:
         """work() over the whole batch; if it fails on something other than a transient fault,
@@ -203,7 +214,7 @@ def classify(self, message_ids: list[int]) -> list[int]:
 
     def apply(message, decision):
         # The parsed fields are stored here, not at ingest, to keep the request path light.
-        message.parsed = batch.parsed[batch.todo.index(message)].to_dict()
+        message.parsed = batch.parsed[batch.position[message.id]].to_dict()
         message.category = decision.label
         message.category_confidence = decision.confidence
         message.category_result = decision.to_dict()
@@ -247,12 +258,7 @@ def summarize(self, message_ids: list[int]) -> list[int]:
     encoded, reencoded = _encodings(batch, triager, required=True) if batch.todo else (None, False)
 
     def work(messages, parsed):
-        found = encoded
-        if found is not None and len(messages) != len(batch.todo):  # one by one after a failure
-            index = batch.todo.index(messages[0])
-            found = Encoded(encoded.vectors[index : index + 1],
-                            encoded.sentence_vectors[index : index + 1])  # fmt: skip
-        return triager.summarize(parsed, found)
+        return triager.summarize(parsed, batch.encodings_of(encoded, messages))
 
     def apply(message, summary):
         message.summary = summary
@@ -270,15 +276,13 @@ def draft_reply(self, message_ids: list[int]) -> list[int]:
     encoded, _ = _encodings(batch, triager, required=False) if batch.todo else (None, False)
 
     def work(messages, parsed):
-        vectors = None
-        if encoded is not None:
-            vectors = encoded.vectors[[batch.todo.index(m) for m in messages]]
+        found = batch.encodings_of(encoded, messages)
         return triager.draft(
             parsed,
             [m.category for m in messages],
             [(m.priority_result or {}).get("deadlines", []) for m in messages],
             [m.summary for m in messages],
-            vectors,
+            found.vectors if found is not None else None,
         )
 
     def apply(message, result):
