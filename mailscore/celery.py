@@ -1,4 +1,4 @@
-"""The Celery app. Task modules live in tasks/ (not a Django app), so they are listed here."""
+"""The Celery app and beat's schedule. Task modules live in tasks/ and are listed here."""
 
 import os
 
@@ -8,9 +8,28 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailscore.settings.local")
 
 app = Celery("mailscore")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+# https://docs.celeryq.dev/en/stable/userguide/routing.html#routers
+# Each task's queue is named on its decorator (tasks/base.py).
+app.conf.task_routes = ("tasks.queues.route_to_declared_queue",)
 app.conf.imports = (
+    "tasks.dispatch",
     "tasks.pipeline",
     "tasks.verification",
     "tasks.maintenance",
     "tasks.ingest",
 )
+
+
+@app.on_after_finalize.connect
+def schedule_periodic_tasks(sender: Celery, **_) -> None:
+    # https://docs.celeryq.dev/en/stable/userguide/periodic-tasks.html#entries
+    from django.conf import settings
+
+    from tasks.dispatch import sweep
+    from tasks.ingest import poll_imap
+    from tasks.maintenance import apply_retention, create_partitions
+
+    sender.add_periodic_task(6 * 3600, create_partitions.s(), name="create-partitions")
+    sender.add_periodic_task(24 * 3600, apply_retention.s(), name="apply-retention")
+    sender.add_periodic_task(settings.MAILSCORE_SWEEP_SECONDS, sweep.s(), name="sweep")
+    sender.add_periodic_task(settings.MAILSCORE_IMAP_POLL_SECONDS, poll_imap.s(), name="poll-imap")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from celery import shared_task
-
 from apps.inbox.imap import poll_mailbox
 from apps.inbox.models import ImapMailbox
+from tasks.base import mailscore_task
+from tasks.queues import CeleryQueue
 
 
-@shared_task(name="mailscore.ingest.poll_imap", acks_late=True)
+@mailscore_task("ingest.poll_imap", queue=CeleryQueue.MAINTENANCE)
 def poll_imap() -> list[dict]:
     """Fetch what is new in every enabled folder. Idempotent: UID tracking and Message-ID
     deduplication mean a second poll stores nothing the first one stored."""

@@ -1,20 +1,17 @@
 """Beat's jobs, on the maintenance queue. Each is idempotent: running it twice does no more than
-running it once."""
+running it once. The sweep that takes back lost claims is in tasks/dispatch.py."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
 from apps.core import partitions
-from apps.inbox.dispatch import request_dispatch
-from apps.inbox.models import Message, MessageStatus
+from tasks.base import mailscore_task
+from tasks.queues import CeleryQueue
 
 
-@shared_task(name="mailscore.maintenance.create_partitions", acks_late=True)
+@mailscore_task("maintenance.create_partitions", queue=CeleryQueue.MAINTENANCE)
 def create_partitions() -> list[str]:
     """Create the monthly partitions that do not exist yet, months ahead of need."""
     return partitions.ensure_partitions(
@@ -24,7 +21,7 @@ def create_partitions() -> list[str]:
     )
 
 
-@shared_task(name="mailscore.maintenance.apply_retention", acks_late=True)
+@mailscore_task("maintenance.apply_retention", queue=CeleryQueue.MAINTENANCE)
 def apply_retention() -> list[dict]:
     """Archive, then drop, every partition older than the retention period."""
     done = partitions.apply_retention(
@@ -33,22 +30,3 @@ def apply_retention() -> list[dict]:
         archive_dir=settings.MAILSCORE_ARCHIVE_DIR,
     )
     return [{"partition": a.name, "rows": a.rows, "archive": str(a.path)} for a in done]
-
-
-@shared_task(name="mailscore.maintenance.requeue_stalled", acks_late=True)
-def requeue_stalled() -> dict:
-    """Hand the chain what it has lost sight of: messages queued without a dispatch on its way
-    (a lost Redis flag or task), and messages processing far longer than any step may take (their
-    chain was lost with a broker's data). A stalled message resumes where it stopped: the steps it
-    finished are recorded for its run and are not done again."""
-    now = timezone.now()
-    stalled = Message.objects.filter(
-        status=MessageStatus.PROCESSING,
-        updated_at__lt=now - timedelta(seconds=settings.MAILSCORE_STALLED_AFTER_SECONDS),
-    ).update(status=MessageStatus.QUEUED, updated_at=now)
-    waiting = Message.objects.filter(
-        status=MessageStatus.QUEUED, updated_at__lt=now - timedelta(seconds=60)
-    ).exists()
-    if stalled or waiting:
-        request_dispatch()
-    return {"requeued": stalled, "queued_waiting": waiting}

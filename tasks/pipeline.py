@@ -1,245 +1,87 @@
-"""The triage chain: classify -> prioritize -> summarize -> draft_reply -> verify_sender.
+"""The triage chain as Celery tasks: classify -> prioritize -> summarize -> draft_reply ->
+verify_sender.
 
-Every task takes a list of message ids and returns the ids it hands on. One chain carries one
-batch, claimed by dispatch (apps/inbox/dispatch.py), so that inference runs on many messages at
-once. Each step loads its messages, calls the engine, stores its result with the version, duration
-and attempt behind it, and hands on; a message that fails is marked failed with the step and the
-reason, and the rest of its batch goes on.
+One chain carries one claimed batch ({"claim": token, "ids": [...]}), claimed by dispatch
+(tasks/dispatch.py). Each task runs an app's step on the messages its claim still holds
+(apps/triage/steps.py, apps/verification/steps.py), keeps the claim's lease alive while it
+works, and hands the ids it finished on to the next.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
-import time
 from collections.abc import Callable
-from typing import Any
 
-import redis.exceptions
-from celery import Task, chain, shared_task
+from celery import Task, chain
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_process_init
-from django import db
+from celery.signals import heartbeat_sent, worker_init, worker_process_init
 from django.conf import settings
-from django.db import transaction
-from django.utils import timezone
 
-from apps.inbox.dispatch import claim_queued, clear_dispatch_request, request_dispatch
-from apps.inbox.engine import ParsedMessage, parse_message
+from apps.core import health
+from apps.inbox import claims
+from apps.inbox.batch import ClaimedBatch
 from apps.inbox.models import Message, MessageStatus
-from apps.triage import encodings
-from apps.triage.engine.encoder import Encoded
-from apps.triage.services import get_triager
-from apps.verification.engine import Reason
-from apps.verification.engine.sender import verify_senders
-from apps.verification.models import VerificationResult
-from apps.verification.services import build_verifier
+from apps.triage import steps as triage_steps
+from apps.triage.services import after_fork, get_triager, load_before_fork
+from apps.verification import steps as verification_steps
+from tasks.base import OUTAGE_ERRORS, MailscoreTask, mailscore_task
+from tasks.dispatch import request_dispatch
+from tasks.queues import CeleryQueue
 
 logger = logging.getLogger(__name__)
 
-# Faults of the services around us, worth retrying; anything else is the message's own problem.
-TRANSIENT_ERRORS = (
-    db.OperationalError,
-    db.InterfaceError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-)
-# A greylisted or rate-limited answer is not a verdict: ask again later.
-RETRY_LATER = {Reason.GREYLISTED, Reason.RATE_LIMITED}
-MAX_VERIFY_ATTEMPTS = 6
-VERIFIER_VERSION = "verifier-1"
 
-
-def mark_failed(message_ids: list[int], step: str, reason: str) -> None:
-    if message_ids:
-        Message.objects.filter(id__in=message_ids).exclude(status=MessageStatus.FAILED).update(
-            status=MessageStatus.FAILED,
-            failed_step=step,
-            failure_reason=reason[:2000],
-            updated_at=timezone.now(),
-        )
-
-
-class PipelineStep(Task):
-    """Base of the chain's tasks: a step that gives up marks its whole batch failed."""
-
-    step = ""
+class ChainStep(MailscoreTask):
+    """A step that gives up marks the messages its claim still holds failed, with the reason;
+    unless the broker or database is away, when they stay claimed and the sweep hands them on
+    once the lease expires."""
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
-        message_ids = args[0] if args else kwargs.get("message_ids", [])
+        batch = args[0] if args else kwargs.get("batch", {})
+        if isinstance(exc, OUTAGE_ERRORS):
+            logger.error("Step %s gave up on claim %s during an outage (%s); the sweep will hand "
+                         "its messages on", self.name, batch.get("claim"), exc)  # fmt: skip
+            return
         if isinstance(exc, SoftTimeLimitExceeded):
             reason = f"time limit of {self.soft_time_limit or settings.CELERY_TASK_SOFT_TIME_LIMIT}s exceeded"
         else:
             reason = f"{type(exc).__name__}: {exc}"
-        logger.error("Step %s failed for messages %s: %s", self.step, message_ids, reason)
-        mark_failed(message_ids, self.step, reason)
+        logger.error("Step %s failed for claim %s: %s", self.name, batch.get("claim"), reason)
+        step = self.name.rpartition(".")[2]
+        Message.objects.filter(
+            id__in=batch.get("ids", []), claim=batch.get("claim"), status=MessageStatus.PROCESSING
+        ).update(status=MessageStatus.FAILED, failed_step=step, failure_reason=reason[:2000],
+                 claim=None, lease_expires_at=None)  # fmt: skip
+        request_dispatch()
 
 
-def pipeline_step(step: str, **options) -> Callable:
-    """Declare a chain step: explicit name, late acks, retries with backoff and jitter for
-    transient faults. The queue comes from CELERY_TASK_ROUTES."""
-    return shared_task(
-        name=f"mailscore.pipeline.{step}",
-        base=PipelineStep,
-        bind=True,
-        step=step,
-        acks_late=True,
-        reject_on_worker_lost=True,
-        autoretry_for=TRANSIENT_ERRORS,
-        retry_backoff=2,
-        retry_backoff_max=120,
-        retry_jitter=True,
-        max_retries=5,
-        **options,
-    )
+def chain_step(name: str, queue: CeleryQueue, **options) -> Callable:
+    return mailscore_task(f"pipeline.{name}", queue=queue, base=ChainStep, bind=True, **options)
 
 
-class Batch:
-    """The messages of a batch that a step still has to do. A message whose step is recorded
-    for its current run is passed on untouched, which is what makes every step idempotent."""
-
-    def __init__(self, task: Task, message_ids: list[int]) -> None:
-        self.task = task
-        self.step = task.step
-        self.handed_on: list[int] = []
-        self.todo: list[Message] = []
-        self.parsed: list[ParsedMessage] = []
-        rows = Message.objects.filter(id__in=message_ids, status=MessageStatus.PROCESSING)
-        for message in rows.order_by("id"):
-            if message.steps.get(self.step, {}).get("run") == message.runs:
-                self.handed_on.append(message.id)
-                continue
-            try:
-                self.parsed.append(parse_message(bytes(message.raw), max_bytes=len(message.raw)))
-            except Exception as exc:  # the stored bytes no longer parse: this message only
-                mark_failed([message.id], self.step, f"cannot parse the stored message: {exc}")
-                continue
-            self.todo.append(message)
-        self.position = {message.id: i for i, message in enumerate(self.todo)}
-        self.started = time.perf_counter()
-
-    def rows(self, messages: list[Message]) -> list[int]:
-        """Where messages (all of the batch, or one when retried alone) stand in it."""
-        return [self.position[m.id] for m in messages]
-
-    def encodings_of(self, encoded: Encoded | None, messages: list[Message]) -> Encoded | None:
-        if encoded is None:
-            return None
-        rows = self.rows(messages)
-        return Encoded(encoded.vectors[rows], [encoded.sentence_vectors[i] for i in rows])
-
-    def compute(self, work: Callable[[list[Message], list[ParsedMessage]], list]) -> list:
-        """work() over the whole batch; if it fails on something other than a transient fault,
-        once per message, so that one bad message fails alone. Failures come back as exceptions."""
-        if not self.todo:
-            return []
-        try:
-            return list(work(self.todo, self.parsed))
-        except (*TRANSIENT_ERRORS, SoftTimeLimitExceeded):
-            raise
-        except Exception:
-            logger.warning("Step %s failed on a batch; retrying its messages one by one",
-                           self.step, exc_info=True)  # fmt: skip
-        results: list[Any] = []
-        for message, parsed in zip(self.todo, self.parsed, strict=True):
-            try:
-                results.extend(work([message], [parsed]))
-            except (*TRANSIENT_ERRORS, SoftTimeLimitExceeded):
-                raise
-            except Exception as exc:
-                results.append(exc)
-        return results
-
-    def save(self, results: list, apply: Callable[[Message, Any], None], version: str,
-             fields: list[str], **details) -> list[int]:  # fmt: skip
-        """Store each message's result (apply sets its fields) with the step's record; a message
-        whose result is an exception is marked failed with it. Returns the ids to hand on."""
-        elapsed_ms = (time.perf_counter() - self.started) * 1000
-        now = timezone.now()
-        record = {
-            "version": version,
-            "duration_ms": round(elapsed_ms / max(1, len(self.todo)), 2),
-            "batch": len(self.todo),
-            "attempt": self.task.request.retries + 1,
-            "finished_at": now.isoformat(),
-            **details,
-        }
-        passed = []
-        for message, result in zip(self.todo, results, strict=True):
-            if isinstance(result, Exception):
-                reason = f"{type(result).__name__}: {result}"
-                message.status = MessageStatus.FAILED
-                message.failed_step, message.failure_reason = self.step, reason[:2000]
-                message.steps[self.step] = {**record, "run": None, "error": reason}
-            else:
-                apply(message, result)
-                message.steps[self.step] = {**record, "run": message.runs, "error": None}
-                passed.append(message.id)
-            message.updated_at = now
-        if self.todo:
-            Message.objects.bulk_update(
-                self.todo,
-                sorted({*fields, "status", "failed_step", "failure_reason", "steps", "updated_at"}),
-            )
-        return sorted(self.handed_on + passed)
+def run_step(task: Task, step: Callable, batch: dict, **options):
+    """step() on the batch's messages that the claim still holds, renewing its lease while it
+    runs."""
+    claimed = ClaimedBatch(batch["claim"], batch["ids"], attempt=task.request.retries + 1,
+                           reraise=(SoftTimeLimitExceeded,))  # fmt: skip
+    with claims.leased(batch["claim"], batch["ids"], settings.MAILSCORE_CLAIM_LEASE_SECONDS):
+        return step(claimed, **options)
 
 
-def _encodings(batch: Batch, triager, *, required: bool):
-    """The batch's encoder output: from Redis where classify left it, else encoded again
-    (only if required)."""
-    if triager.encoder is None:
-        return None, False
-    keys = [(m.id, m.runs) for m in batch.todo]
-    found = encodings.load(keys, triager.versions["encoder"], triager.encoder.dimension)
-    if found is not None or not required:
-        return found, False
-    return triager.encode(batch.parsed), True
+def handing_on(batch: dict, message_ids: list[int]) -> dict:
+    return {"claim": batch["claim"], "ids": message_ids}
 
 
-@pipeline_step("classify")
-def classify(self, message_ids: list[int]) -> list[int]:
-    """Category and spam decision. Runs the encoder and leaves its output for later steps."""
-    batch = Batch(self, message_ids)
-    triager = get_triager()
-
-    def work(messages, parsed):
-        encoded = triager.encode(parsed)
-        decisions = triager.classify(parsed, encoded.vectors if encoded else None)
-        if encoded is not None:
-            encodings.store(
-                [(m.id, m.runs) for m in messages], encoded, triager.versions["encoder"]
-            )
-        return decisions
-
-    def apply(message, decision):
-        # The parsed fields are stored here, not at ingest, to keep the request path light.
-        message.parsed = batch.parsed[batch.position[message.id]].to_dict()
-        message.category = decision.label
-        message.category_confidence = decision.confidence
-        message.category_result = decision.to_dict()
-
-    version = f"{triager.versions['classifier']} / {triager.versions['encoder']}"
-    return batch.save(batch.compute(work), apply, version,
-                      ["parsed", "category", "category_confidence", "category_result"])  # fmt: skip
+@chain_step("classify", CeleryQueue.TRIAGE)
+def classify(self, batch: dict) -> dict:
+    """Category and spam decision. A finished step is a no-op for a message."""
+    return handing_on(batch, run_step(self, triage_steps.classify, batch))
 
 
-@pipeline_step("prioritize")
-def prioritize(self, message_ids: list[int]) -> list[int]:
-    """Priority from the category, deadlines, sender and wording."""
-    batch = Batch(self, message_ids)
-    triager = get_triager()
-
-    def work(messages, parsed):
-        return triager.prioritize(parsed, [m.category for m in messages])
-
-    def apply(message, decision):
-        message.priority = decision.level
-        message.priority_score = decision.score
-        message.priority_result = decision.to_dict()
-
-    return batch.save(batch.compute(work), apply, "priority-rules-1",
-                      ["priority", "priority_score", "priority_result"])  # fmt: skip
+@chain_step("prioritize", CeleryQueue.TRIAGE)
+def prioritize(self, batch: dict) -> dict:
+    """Priority. A finished step is a no-op for a message."""
+    return handing_on(batch, run_step(self, triage_steps.prioritize, batch))
 
 
 # A local generator may take a second or more per message, so the generate pool's steps get
@@ -250,147 +92,61 @@ GENERATE_LIMITS = {
 }
 
 
-@pipeline_step("summarize", **GENERATE_LIMITS)
-def summarize(self, message_ids: list[int]) -> list[int]:
-    """Extractive summary from the sentence vectors classify left (or a local generator's)."""
-    batch = Batch(self, message_ids)
-    triager = get_triager()
-    encoded, reencoded = _encodings(batch, triager, required=True) if batch.todo else (None, False)
-
-    def work(messages, parsed):
-        return triager.summarize(parsed, batch.encodings_of(encoded, messages))
-
-    def apply(message, summary):
-        message.summary = summary
-
-    version = f"{triager.versions['encoder']} / generator {triager.versions['generator']}"
-    return batch.save(batch.compute(work), apply, version, ["summary"], reencoded=reencoded)
+@chain_step("summarize", CeleryQueue.GENERATE, **GENERATE_LIMITS)
+def summarize(self, batch: dict) -> dict:
+    """Summary. A finished step is a no-op for a message."""
+    return handing_on(batch, run_step(self, triage_steps.summarize, batch))
 
 
-@pipeline_step("draft_reply", **GENERATE_LIMITS)
-def draft_reply(self, message_ids: list[int]) -> list[int]:
-    """A reply draft for categories that expect one, and the sender's trust, which decides
-    whether the message's own words may appear in it."""
-    batch = Batch(self, message_ids)
-    triager = get_triager()
-    encoded, _ = _encodings(batch, triager, required=False) if batch.todo else (None, False)
-
-    def work(messages, parsed):
-        found = batch.encodings_of(encoded, messages)
-        return triager.draft(
-            parsed,
-            [m.category for m in messages],
-            [(m.priority_result or {}).get("deadlines", []) for m in messages],
-            [m.summary for m in messages],
-            found.vectors if found is not None else None,
-        )
-
-    def apply(message, result):
-        draft, trust = result
-        message.draft_reply = draft.text if draft else ""
-        message.draft_result = draft.to_dict() if draft else None
-        message.sender_trust = trust.level
-
-    version = (
-        f"templates {triager.versions['templates']} / generator {triager.versions['generator']}"
-    )
-    return batch.save(batch.compute(work), apply, version,
-                      ["draft_reply", "draft_result", "sender_trust"])  # fmt: skip
+@chain_step("draft_reply", CeleryQueue.GENERATE, **GENERATE_LIMITS)
+def draft_reply(self, batch: dict) -> dict:
+    """Reply draft and sender trust. A finished step is a no-op for a message."""
+    return handing_on(batch, run_step(self, triage_steps.draft_reply, batch))
 
 
-def _final_status(message: Message) -> str:
-    confidence = message.category_confidence
-    if confidence is None or confidence < settings.MAILSCORE_REVIEW_CONFIDENCE:
-        return MessageStatus.NEEDS_REVIEW
-    return MessageStatus.TRIAGED
+@chain_step("verify_sender", CeleryQueue.VERIFY)
+def verify_sender(self, batch: dict, attempt: int = 0) -> dict:
+    """Sender verification and the final status. A greylisted sender is asked again after a
+    countdown, in a task of its own, instead of holding a worker while it waits; its messages
+    keep their claim until then. A finished step is a no-op for a message."""
+    outcome = run_step(self, verification_steps.verify_sender, batch, attempt=attempt,
+                       smtp=settings.MAILSCORE_PIPELINE_SMTP, ask_again_later=True)  # fmt: skip
+    if outcome.later:
+        verify_sender.apply_async((handing_on(batch, outcome.later),), {"attempt": attempt + 1},
+                                  countdown=outcome.countdown)  # fmt: skip
+    request_dispatch()  # a batch is done: room for the next one
+    return handing_on(batch, outcome.handed_on)
 
 
-@pipeline_step("verify_sender")
-def verify_sender(self, message_ids: list[int], attempt: int = 0) -> list[int]:
-    """Sender trust and the reply address's deliverability; the last step, so it also sets the
-    final status. A greylisted address is asked again after a countdown, in a task of its own,
-    instead of holding a worker while it waits."""
-    batch = Batch(self, message_ids)
-    smtp = settings.MAILSCORE_PIPELINE_SMTP
-
-    async def check(parsed):
-        return await verify_senders(parsed, build_verifier(), smtp=smtp)
-
-    def work(messages, parsed):
-        return asyncio.run(check(parsed))
-
-    results = batch.compute(work)
-    later, later_delay = [], 0.0
-    if attempt + 1 < MAX_VERIFY_ATTEMPTS:
-        for message, result in zip(batch.todo, results, strict=True):
-            found = None if isinstance(result, Exception) else result.deliverability
-            if found and found.reason in RETRY_LATER and found.smtp.retry_after:
-                later.append(message.id)
-                later_delay = max(later_delay, found.smtp.retry_after)
-    if later:
-        limit = settings.MAILSCORE_VERIFICATION["greylist_max_delay"]
-        countdown = min(limit, later_delay * 2**attempt) * random.uniform(1.0, 1.2)
-        Message.objects.filter(id__in=later).update(updated_at=timezone.now())
-        verify_sender.apply_async((later,), {"attempt": attempt + 1}, countdown=countdown)
-        keep = [i for i, m in enumerate(batch.todo) if m.id not in later]
-        batch.todo = [batch.todo[i] for i in keep]
-        batch.parsed = [batch.parsed[i] for i in keep]
-        results = [results[i] for i in keep]
-
-    checked_at = timezone.now()
-    rows = []
-
-    def apply(message, result):
-        deliverability = result.deliverability
-        message.sender_trust = result.trust.level
-        message.sender_verdict = str(deliverability.verdict) if deliverability else "none"
-        message.sender_result = result.to_dict()
-        message.status = _final_status(message)
-        if deliverability is not None:
-            rows.append(VerificationResult(
-                checked_at=checked_at, address=deliverability.address,
-                domain=deliverability.address.rpartition("@")[2].lower(),
-                verdict=str(deliverability.verdict), reason=str(deliverability.reason),
-                message_id=message.id, result=deliverability.to_dict(),
-                duration_ms=sum(deliverability.timings.values()), engine_version=VERIFIER_VERSION,
-            ))  # fmt: skip
-
-    # One transaction: a retry after a fault must not find the step recorded and its
-    # verification rows missing.
-    with transaction.atomic():
-        handed_on = batch.save(results, apply, VERIFIER_VERSION,
-                               ["sender_trust", "sender_verdict", "sender_result"],
-                               attempts=attempt + 1, smtp=smtp)  # fmt: skip
-        VerificationResult.objects.bulk_create(rows)
-    return [i for i in handed_on if i not in later]
-
-
-@worker_process_init.connect
-def _load_models(**_) -> None:
-    # The model pools load their models when a worker process starts, not on its first batch,
-    # so that no message waits for them. The Procfile sets this for the triage and generate pools.
-    if settings.MAILSCORE_PRELOAD_MODELS:
-        get_triager()
-
-
-def start_chain(message_ids: list[int]):
+def start_chain(claim: claims.Claim):
+    batch = {"claim": claim.token, "ids": claim.message_ids}
     return chain(
-        classify.s(message_ids),
-        prioritize.s(),
-        summarize.s(),
-        draft_reply.s(),
-        verify_sender.s(),
+        classify.s(batch), prioritize.s(), summarize.s(), draft_reply.s(), verify_sender.s()
     ).apply_async()
 
 
-@shared_task(name="mailscore.pipeline.dispatch", acks_late=True)
-def dispatch() -> list[int]:
-    """Claim a batch of queued messages and start a chain for it. Idempotent: claiming is one
-    atomic UPDATE, so a dispatch that finds nothing queued does nothing."""
-    clear_dispatch_request()
-    message_ids = claim_queued(settings.MAILSCORE_PIPELINE_BATCH)
-    if message_ids:
-        start_chain(message_ids)
-        if len(message_ids) == settings.MAILSCORE_PIPELINE_BATCH:
-            request_dispatch()  # there may be more waiting
-    return message_ids
+_worker_name = ""
+
+
+@worker_init.connect
+def _load_models(sender, **_) -> None:
+    """The model pools load their models in the worker's parent process, before the pool forks,
+    so that every child shares them and a replacement child is up at once. The Procfile sets
+    MAILSCORE_PRELOAD_MODELS for the triage and generate pools."""
+    global _worker_name
+    if settings.MAILSCORE_PRELOAD_MODELS:
+        _worker_name = sender.hostname
+        health.report_models(_worker_name, degraded=load_before_fork().degraded)
+
+
+@worker_process_init.connect
+def _pool_process_started(**_) -> None:
+    if settings.MAILSCORE_PRELOAD_MODELS:
+        after_fork()
+
+
+@heartbeat_sent.connect
+def _models_still_loaded(**_) -> None:
+    # The report expires unless renewed, so /health forgets a pool that is gone.
+    if _worker_name:
+        health.report_models(_worker_name, degraded=get_triager().degraded)

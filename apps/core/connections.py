@@ -11,4 +11,5 @@ from django.conf import settings
 @lru_cache(maxsize=1)
 def redis_connection() -> redis.Redis:
     # One client per process; its pool notices a fork and opens new connections in the child.
-    return redis.Redis.from_url(settings.REDIS_URL)
+    # Timeouts, so that a Redis that stops answering is an error to handle, not a hung request.
+    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5, socket_timeout=30)

@@ -1,12 +1,18 @@
-"""/health for load balancers and Kubernetes probes."""
+"""/health for load balancers and Kubernetes probes.
+
+ok: the database and Redis answer and every model pool runs its models. degraded (still 200):
+a model pool runs in fallback mode, and checks say which and why. unavailable (503): the
+database or Redis does not answer.
+"""
 
 from __future__ import annotations
 
-import redis
-from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
+
+from apps.core import health as reports
+from apps.core.connections import redis_connection
 
 
 @require_GET
@@ -18,11 +24,18 @@ def health(request):
         checks["database"] = "ok"
     except Exception as exc:  # any failure means not ready; say which
         checks["database"] = f"error: {type(exc).__name__}"
+    degraded = {}
     try:
-        redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2).ping()
+        redis_connection().ping()
         checks["redis"] = "ok"
+        degraded = reports.degraded_pools()
     except Exception as exc:
         checks["redis"] = f"error: {type(exc).__name__}"
-    healthy = all(value == "ok" for value in checks.values())
-    return JsonResponse({"status": "ok" if healthy else "unavailable", "checks": checks},
-                        status=200 if healthy else 503)  # fmt: skip
+    if degraded:
+        checks["models"] = {worker: f"fallback: {why}" for worker, why in degraded.items()}
+    if any(checks[name] != "ok" for name in ("database", "redis")):
+        status = "unavailable"
+    else:
+        status = "degraded" if degraded else "ok"
+    return JsonResponse({"status": status, "checks": checks},
+                        status=503 if status == "unavailable" else 200)  # fmt: skip

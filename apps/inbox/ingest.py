@@ -8,6 +8,7 @@ for only after the row is committed, so a worker never looks for a message it ca
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,10 +18,12 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from apps.inbox.dispatch import request_dispatch
 from apps.inbox.engine import Envelope, MessageTooLarge, parse_envelope
 from apps.inbox.engine.mailbox import iter_messages, looks_like_message
 from apps.inbox.models import RERUNNABLE, Message, MessageSource, MessageStatus
+from apps.inbox.signals import messages_queued
+
+logger = logging.getLogger(__name__)
 
 # A Date this far ahead of our clock is the sender's clock, not when the message arrived.
 FUTURE_TOLERANCE = timedelta(hours=1)
@@ -105,7 +108,7 @@ def ingest_raw(
             parsed={},
             status=MessageStatus.QUEUED,
         )
-        transaction.on_commit(request_dispatch)
+        transaction.on_commit(announce_queued)
     return IngestResult(message, created=True)
 
 
@@ -138,6 +141,15 @@ def ingest_paths(paths: list, *, on_error: Callable[[str], None]) -> BatchReport
     return report
 
 
+def announce_queued() -> None:
+    """Tell the chain there is work. The committed row is what counts: a receiver that fails
+    (the broker is down) is logged, and the sweep hands the message to the chain later."""
+    for receiver, outcome in messages_queued.send_robust(sender=Message):
+        if isinstance(outcome, Exception):
+            logger.warning("Queued messages wait for the sweep: %s failed: %s",
+                           getattr(receiver, "__name__", receiver), outcome)  # fmt: skip
+
+
 def rerun(message_ids: list[int]) -> tuple[list[int], list[int]]:
     """Queue finished or failed messages for a fresh run of the chain. Returns the ids queued
     and the ids left alone because the chain is still working on them."""
@@ -150,12 +162,13 @@ def rerun(message_ids: list[int]) -> tuple[list[int], list[int]]:
         Message.objects.filter(id__in=ready).update(
             status=MessageStatus.QUEUED,
             runs=F("runs") + 1,
+            claims=0,
             failed_step="",
             failure_reason="",
             steps={},
             updated_at=timezone.now(),
         )
         if ready:
-            transaction.on_commit(request_dispatch)
+            transaction.on_commit(announce_queued)
     busy = sorted(set(message_ids) - set(ready))
     return sorted(ready), busy

@@ -56,6 +56,22 @@ class Message(models.Model):
     failed_step = models.CharField(max_length=32, blank=True)
     failure_reason = models.TextField(blank=True)
     runs = models.PositiveIntegerField(default=1, help_text="How many times the chain started.")
+    claim = models.UUIDField(
+        null=True,
+        blank=True,
+        help_text="The chain that holds the message while it is processing; a chain whose claim "
+        "was taken back writes nothing more.",
+    )
+    lease_expires_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When a processing message not heard from goes back to the queue.",
+    )
+    claims = models.PositiveIntegerField(
+        default=0,
+        help_text="How many times a chain claimed the message in this run; past "
+        "MAILSCORE_MAX_CLAIMS it fails instead of going back to the queue.",
+    )
 
     category = models.CharField(max_length=64, blank=True)
     category_confidence = models.FloatField(null=True, blank=True)

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import dj_database_url
 
-from apps.core.queues import CeleryQueue
-
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
@@ -62,6 +60,7 @@ INSTALLED_APPS = [
     "apps.inbox",
     "apps.triage",
     "apps.verification",
+    "tasks",
 ]
 
 MIDDLEWARE = [
@@ -166,23 +165,13 @@ CELERY_TASK_SEND_SENT_EVENT = True
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-hijack-root-logger
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-transport-options
-# The visibility timeout must outlast the longest countdown a task is retried with (greylisting
-# retries wait up to MAILSCORE_GREYLIST_MAX_DELAY), or Redis redelivers the task early.
+# Redis hands an unacknowledged task to another worker after the visibility timeout. It must
+# outlast the longest countdown a task is retried with (greylisting retries), or the task runs
+# twice; tasks/apps.py checks it against MAILSCORE_GREYLIST_MAX_DELAY at start-up.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 3600}
-# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-routes
-CELERY_TASK_ROUTES = {
-    "mailscore.verification.*": {"queue": str(CeleryQueue.VERIFY)},
-    "mailscore.pipeline.dispatch": {"queue": str(CeleryQueue.TRIAGE)},
-    "mailscore.pipeline.classify": {"queue": str(CeleryQueue.TRIAGE)},
-    "mailscore.pipeline.prioritize": {"queue": str(CeleryQueue.TRIAGE)},
-    "mailscore.pipeline.summarize": {"queue": str(CeleryQueue.GENERATE)},
-    "mailscore.pipeline.draft_reply": {"queue": str(CeleryQueue.GENERATE)},
-    "mailscore.pipeline.verify_sender": {"queue": str(CeleryQueue.VERIFY)},
-    "mailscore.maintenance.*": {"queue": str(CeleryQueue.MAINTENANCE)},
-    "mailscore.ingest.*": {"queue": str(CeleryQueue.MAINTENANCE)},
-}
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-default-queue
-CELERY_TASK_DEFAULT_QUEUE = str(CeleryQueue.MAINTENANCE)
+# Every task names its queue (tasks/queues.py); this catches any that does not.
+CELERY_TASK_DEFAULT_QUEUE = "maintenance"
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-expires
 CELERY_RESULT_EXPIRES = 24 * 3600
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-ignore-result
@@ -191,29 +180,24 @@ CELERY_TASK_IGNORE_RESULT = True
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-max-tasks-per-child
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("MAILSCORE_WORKER_MAX_TASKS_PER_CHILD", 1000)
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-max-memory-per-child
-# In KiB: a worker process holding the models is replaced once it grows past this.
+# In KiB: a pool process is replaced once it grows past this. The models are loaded in the
+# worker's parent and shared, so a replacement is up at once.
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("MAILSCORE_WORKER_MAX_MEMORY_KIB", 2_000_000)
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-proc-alive-timeout
+# How long a new pool process may take to say it is up. The models are already loaded in the
+# parent, so a child is up in milliseconds; this leaves room for a loaded machine.
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = env_float("MAILSCORE_WORKER_PROC_ALIVE_TIMEOUT", 10.0)
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-connection-retry-on-startup
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# https://docs.celeryq.dev/en/stable/userguide/configuration.html#beat-schedule
-CELERY_BEAT_SCHEDULE = {
-    "create-partitions": {
-        "task": "mailscore.maintenance.create_partitions",
-        "schedule": 6 * 3600,
-    },
-    "apply-retention": {
-        "task": "mailscore.maintenance.apply_retention",
-        "schedule": 24 * 3600,
-    },
-    "requeue-stalled": {
-        "task": "mailscore.maintenance.requeue_stalled",
-        "schedule": 60,
-    },
-    "poll-imap": {
-        "task": "mailscore.ingest.poll_imap",
-        "schedule": env_int("MAILSCORE_IMAP_POLL_SECONDS", 60),
-    },
-}
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-connection-max-retries
+# Workers keep reconnecting through a broker outage however long it lasts, rather than exit.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#beat-scheduler
+# Logs a broker outage in one line per missed run, and carries on.
+CELERY_BEAT_SCHEDULER = "tasks.beat:OutageTolerantScheduler"
+# Beat's schedule is in mailscore/celery.py, where it can name the task objects.
+MAILSCORE_SWEEP_SECONDS = env_float("MAILSCORE_SWEEP_SECONDS", 15.0)
+MAILSCORE_IMAP_POLL_SECONDS = env_int("MAILSCORE_IMAP_POLL_SECONDS", 60)
 
 # --- Storage and pipeline (apps/inbox, apps/core, tasks/pipeline.py; docs/platform.md) ----------
 MAILSCORE_RETENTION_DAYS = env_int("MAILSCORE_RETENTION_DAYS", 90)
@@ -232,8 +216,16 @@ MAILSCORE_PRELOAD_MODELS = env_bool("MAILSCORE_PRELOAD_MODELS", False)
 MAILSCORE_REVIEW_CONFIDENCE = env_float("MAILSCORE_REVIEW_CONFIDENCE", 0.5)
 # Whether the chain's sender check talks SMTP (it always checks syntax and DNS).
 MAILSCORE_PIPELINE_SMTP = env_bool("MAILSCORE_PIPELINE_SMTP", True)
-# How long a message may sit in processing before the stall sweep hands it to the chain again.
-MAILSCORE_STALLED_AFTER_SECONDS = env_int("MAILSCORE_STALLED_AFTER_SECONDS", 3 * 3600)
+# A chain's claim on its batch lasts this long unless renewed; every step renews it while it
+# works and when it hands on. A claim not renewed (its worker killed, its next task lost in a
+# broker outage) goes back to the queue at the next sweep.
+MAILSCORE_CLAIM_LEASE_SECONDS = env_float("MAILSCORE_CLAIM_LEASE_SECONDS", 60.0)
+# A message whose chain was lost this many times fails with the reason instead of going round
+# again (a message that kills its worker, a step always past its time limit).
+MAILSCORE_MAX_CLAIMS = env_int("MAILSCORE_MAX_CLAIMS", 5)
+# Dispatch claims no new batch while this many chain steps wait in the model pools' queues, so
+# that a claimed batch starts well within its lease.
+MAILSCORE_MAX_WAITING_BATCHES = env_int("MAILSCORE_MAX_WAITING_BATCHES", 2)
 MAILSCORE_API_PAGE_SIZE = env_int("MAILSCORE_API_PAGE_SIZE", 50)
 
 # --- API (apps/inbox/api.py; docs/api.md) --------------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 from apps.inbox.ingest import rerun
 from apps.inbox.models import Message, MessageStatus
 from mailscore.celery import app
-from tasks import pipeline
+from tasks.dispatch import dispatch
 from tests.pipeline.conftest import SAMPLES
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +24,7 @@ def eager():
 
 def test_dispatch_runs_the_chain_on_a_batch(ingest, farm_settings, eager):
     ids = [ingest(body, subject=subject).id for body, subject in SAMPLES]
-    assert pipeline.dispatch.apply().get() == ids
+    assert dispatch.apply().get() == ids
     for message in Message.objects.filter(id__in=ids):
         assert message.status in (MessageStatus.TRIAGED, MessageStatus.NEEDS_REVIEW)
         assert {s["batch"] for s in message.steps.values()} == {3}
@@ -32,26 +32,43 @@ def test_dispatch_runs_the_chain_on_a_batch(ingest, farm_settings, eager):
         assert message.sender_verdict == "deliverable"
 
 
-# A full batch asks for another dispatch through the broker, which eager mode does not run.
-@pytest.mark.filterwarnings("ignore::celery.exceptions.AlwaysEagerIgnored")
-def test_batches_are_capped_and_the_rest_waits_for_the_next_dispatch(ingest, farm_settings,
-                                                                     eager, settings):  # fmt: skip
+def test_batches_are_capped_and_the_end_of_a_chain_dispatches_the_rest(ingest, farm_settings,
+                                                                        eager, settings):  # fmt: skip
     settings.MAILSCORE_PIPELINE_BATCH = 2
     ids = [ingest(body).id for body, _ in SAMPLES]
-    assert pipeline.dispatch.apply().get() == ids[:2]
-    assert Message.objects.get(id=ids[2]).status == MessageStatus.QUEUED
-    assert pipeline.dispatch.apply().get() == ids[2:]
+    assert dispatch.apply().get() == ids[:2]
+    batches = {m.id: {s["batch"] for s in m.steps.values()} for m in Message.objects.all()}
+    assert batches == {ids[0]: {2}, ids[1]: {2}, ids[2]: {1}}
+    assert set(Message.objects.values_list("status", flat=True)) <= {"triaged", "needs_review"}
+
+
+def test_every_task_goes_to_the_queue_its_decorator_names():
+    from tasks import pipeline
+
+    routes = {
+        task.name: app.amqp.router.route({}, task.name)["queue"].name
+        for task in (dispatch, pipeline.classify, pipeline.prioritize, pipeline.summarize,
+                     pipeline.draft_reply, pipeline.verify_sender)
+    }  # fmt: skip
+    assert routes == {
+        "mailscore.pipeline.dispatch": "triage",
+        "mailscore.pipeline.classify": "triage",
+        "mailscore.pipeline.prioritize": "triage",
+        "mailscore.pipeline.summarize": "generate",
+        "mailscore.pipeline.draft_reply": "generate",
+        "mailscore.pipeline.verify_sender": "verify",
+    }
 
 
 def test_rerun_runs_a_finished_message_again(ingest, farm_settings, eager):
     message = ingest(SAMPLES[0][0])
-    pipeline.dispatch.apply()
+    dispatch.apply()
     first = Message.objects.get(id=message.id)
     queued, busy = rerun([message.id])
     assert queued == [message.id] and busy == []
     again = Message.objects.get(id=message.id)
     assert again.status == MessageStatus.QUEUED and again.runs == 2 and again.steps == {}
-    pipeline.dispatch.apply()
+    dispatch.apply()
     second = Message.objects.get(id=message.id)
     assert second.status == first.status and second.category == first.category
     assert {s["run"] for s in second.steps.values()} == {2}

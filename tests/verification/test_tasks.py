@@ -3,7 +3,7 @@
 import pytest
 from celery.contrib.testing.worker import start_worker
 
-from apps.core.queues import CeleryQueue
+from tasks.queues import CeleryQueue
 from mailscore.celery import app
 from tasks.verification import verify_address
 
@@ -22,7 +22,7 @@ def worker():
 
 
 def test_task_routes_to_the_verify_queue():
-    assert app.amqp.router.route({}, verify_address.name)["queue"].name == "verify"
+    assert app.amqp.router.route({}, verify_address.name)["queue"].name == CeleryQueue.VERIFY
     assert verify_address.name == "mailscore.verification.verify_address"
 
 

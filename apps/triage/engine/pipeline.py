@@ -24,6 +24,10 @@ from apps.verification.engine.trust import TrustReport, assess_sender
 logger = logging.getLogger(__name__)
 
 
+# Priority comes from rules in priority.py; change this label when they change.
+PRIORITY_RULES_VERSION = "priority-rules-1"
+
+
 @dataclass(frozen=True)
 class TriageConfig:
     encoder_path: str = ""
@@ -117,6 +121,7 @@ class Triager:
         self.versions = {
             "encoder": self.encoder.version if self.encoder else "none (fallback)",
             "classifier": self.classifier.version,
+            "priority": PRIORITY_RULES_VERSION,
             "templates": str(self.templates.get("version", "custom")),
             "generator": self.generator.version if self.generator else "none",
         }

@@ -44,6 +44,14 @@ class TrustReport:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> TrustReport:
+        return cls(**{
+            **data,
+            "authentication": [AuthResult(**a) for a in data.get("authentication", [])],
+            "signals": [Signal(**s) for s in data.get("signals", [])],
+        })  # fmt: skip
+
 
 def _strip_comments(value: str) -> str:
     out, depth, quoted = [], 0, False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
@@ -10,10 +9,14 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.inbox.batch import MemoryBatch
 from apps.inbox.engine import MessageTooLarge, parse_message
 from apps.inbox.engine.mailbox import iter_messages
+from apps.inbox.models import MessageStatus
 from apps.triage.engine.encoder import ModelLoadError
 from apps.triage.services import get_triager
+from apps.triage.steps import TRIAGE_STEPS
+from apps.verification import steps as verification_steps
 
 
 class Command(BaseCommand):
@@ -67,54 +70,46 @@ class Command(BaseCommand):
             )
 
     def _flush(self, triager, batch, options) -> int:
+        """The chain's own steps, on messages held in memory: nothing is stored."""
         if not batch:
             return 0
-        messages = [message for _, message in batch]
+        run = MemoryBatch([message for _, message in batch])
         started = time.perf_counter()
-        outcomes = triager.triage(messages)
-        verifications = [None] * len(messages)
-        verify_ms = 0.0
+        for step in TRIAGE_STEPS:
+            step(run)
         if not options["no_verify"]:
-            started_verify = time.perf_counter()
-            trusts = [outcome.trust for outcome in outcomes]
-            verifications = asyncio.run(_verify(messages, trusts, smtp=not options["no_smtp"]))
-            verify_ms = round((time.perf_counter() - started_verify) * 1000 / len(messages), 3)
-        total_ms = round((time.perf_counter() - started) * 1000 / len(messages), 3)
-        for (source, message), outcome, verification in zip(
-            batch, outcomes, verifications, strict=True
-        ):
-            self._emit(source, message, outcome, verification, verify_ms, total_ms)
+            verification_steps.verify_sender(run, smtp=not options["no_smtp"])
+        total_ms = round((time.perf_counter() - started) * 1000 / len(batch), 3)
+        for (source, parsed), message in zip(batch, run.messages, strict=True):
+            self._emit(source, parsed, message, triager, total_ms, options)
         return len(batch)
 
-    def _emit(self, source, message, outcome, verification, verify_ms, total_ms) -> None:
-        data = outcome.to_dict()
+    def _emit(self, source, parsed, message, triager, total_ms, options) -> None:
+        if message.status == MessageStatus.FAILED:
+            self.stderr.write(f"error: {source}: {message.failed_step}: {message.failure_reason}")
+            return
+        timings = {f"{name}_ms": record["duration_ms"] for name, record in message.steps.items()}
+        verification = None if options["no_verify"] else message.sender_result
         record = {
             "source": source,
-            "message_id": message.message_id,
-            "from": message.from_address,
-            "subject": message.subject,
-            "category": data["category"],
-            "priority": data["priority"],
-            "summary": data["summary"],
-            "draft_reply": data["draft_reply"],
-            "verification": verification.to_dict() if verification else None,
-            "timings": {**data["timings"], "verify_ms": verify_ms, "total_ms": total_ms},
-            "model_versions": data["model_versions"],
+            "message_id": parsed.message_id,
+            "from": parsed.from_address,
+            "subject": parsed.subject,
+            "category": message.category_result,
+            "priority": message.priority_result,
+            "summary": message.summary,
+            "draft_reply": message.draft_result,
+            "verification": verification,
+            "timings": {**timings, "total_ms": total_ms},
+            "model_versions": triager.versions,
         }
         if self.as_json:
             self.stdout.write(json.dumps(record, ensure_ascii=False, default=str))
             return
         category = record["category"]
         shown_source = source if len(source) <= 34 else "…" + source[-33:]
-        subject = message.subject if len(message.subject) <= 34 else message.subject[:33] + "…"
+        subject = parsed.subject if len(parsed.subject) <= 34 else parsed.subject[:33] + "…"
         self.stdout.write(
             f"{shown_source:<34} {category['label']:<13} {category['confidence']:>5.2f} "
             f"{record['priority']['level']:<4} {subject:<34} {record['summary'][:80]}"
         )
-
-
-async def _verify(messages, trusts, *, smtp: bool):
-    from apps.verification.engine.sender import verify_senders
-    from apps.verification.services import build_verifier
-
-    return await verify_senders(messages, build_verifier(), trusts=trusts, smtp=smtp)

@@ -8,3 +8,13 @@ class CeleryQueue(StrEnum):
     GENERATE = "generate"  # summarize, draft_reply
     VERIFY = "verify"  # network-bound sender and address verification
     MAINTENANCE = "maintenance"  # beat jobs: partitions, retention
+
+
+# Each task's queue, as its decorator (tasks/base.py) declares it.
+TASK_QUEUES: dict[str, CeleryQueue] = {}
+
+
+def route_to_declared_queue(name: str, args, kwargs, options, task=None, **_) -> dict | None:
+    """Celery's task_routes: a task goes to the queue its decorator names."""
+    queue = TASK_QUEUES.get(name)
+    return {"queue": str(queue)} if queue else None

@@ -1,0 +1,107 @@
+"""The chain's last step over a batch: verify each sender and set the message's final status."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.utils import timezone
+
+from apps.inbox.batch import Batch, Deferred
+from apps.inbox.models import Message, MessageStatus
+from apps.verification.engine.later import retry_countdown, wants_retry
+from apps.verification.engine.sender import verify_senders
+from apps.verification.engine.trust import TrustReport
+from apps.verification.models import VerificationResult
+from apps.verification.services import build_verifier
+
+# Fixed label: the verifier's behaviour is versioned by hand.
+VERIFIER_VERSION = "verifier-1"
+# How many times a greylisted sender is asked in all before its answer is taken as it is.
+MAX_VERIFY_ATTEMPTS = 6
+
+
+@dataclass
+class VerifyOutcome:
+    handed_on: list[int]
+    # Senders to ask again after countdown seconds (a greylisting server), still claimed.
+    later: list[int] = field(default_factory=list)
+    countdown: float = 0.0
+
+
+def final_status(message: Message) -> str:
+    confidence = message.category_confidence
+    if confidence is None or confidence < settings.MAILSCORE_REVIEW_CONFIDENCE:
+        return MessageStatus.NEEDS_REVIEW
+    return MessageStatus.TRIAGED
+
+
+def _stored_trusts(messages: list[Message]) -> list[TrustReport] | None:
+    """The trust reports draft_reply stored, or None if any is missing (then they are made
+    again from the headers)."""
+    stored = [(m.sender_result or {}).get("trust") for m in messages]
+    if any(trust is None for trust in stored):
+        return None
+    return [TrustReport.from_dict(trust) for trust in stored]
+
+
+def verify_sender(batch: Batch, *, attempt: int = 0, smtp: bool = True,
+                  ask_again_later: bool = False) -> VerifyOutcome:  # fmt: skip
+    """Sender trust and the reply address's deliverability; the last step, so it also sets the
+    final status. With ask_again_later, a greylisted address is deferred (its message keeps its
+    claim for the countdown) instead of taken as it is; the caller asks again after it."""
+    batch.begin("verify_sender")
+    max_delay = settings.MAILSCORE_VERIFICATION["greylist_max_delay"]
+
+    def work(messages, parsed):
+        async def check():
+            return await verify_senders(parsed, build_verifier(), trusts=_stored_trusts(messages),
+                                        smtp=smtp)  # fmt: skip
+
+        return asyncio.run(check())
+
+    results = batch.compute(work)
+    outcome = VerifyOutcome(handed_on=[])
+    if ask_again_later and attempt + 1 < MAX_VERIFY_ATTEMPTS:
+        delays = {}
+        for message, result in zip(batch.todo, results, strict=True):
+            found = None if isinstance(result, Exception) else result.deliverability
+            if wants_retry(found):
+                delays[message.id] = retry_countdown(found.smtp.retry_after, attempt, max_delay)
+        if delays:
+            outcome.later, outcome.countdown = sorted(delays), max(delays.values())
+            lease = outcome.countdown + settings.MAILSCORE_CLAIM_LEASE_SECONDS
+            results = [
+                Deferred(lease) if message.id in delays else result
+                for message, result in zip(batch.todo, results, strict=True)
+            ]
+
+    checked_at = timezone.now()
+
+    def apply(message, result):
+        deliverability = result.deliverability
+        message.sender_trust = result.trust.level
+        message.sender_verdict = str(deliverability.verdict) if deliverability else "none"
+        message.sender_result = result.to_dict()
+        message.status = final_status(message)
+
+    def store_verifications(messages: list[Message]) -> None:
+        rows = []
+        for message in messages:
+            found = (message.sender_result or {}).get("deliverability")
+            if found is None:
+                continue
+            rows.append(VerificationResult(
+                checked_at=checked_at, address=found["address"],
+                domain=found["address"].rpartition("@")[2].lower(), verdict=found["verdict"],
+                reason=found["reason"], message_id=message.id, result=found,
+                duration_ms=sum(found.get("timings", {}).values()),
+                engine_version=VERIFIER_VERSION,
+            ))  # fmt: skip
+        VerificationResult.objects.bulk_create(rows)
+
+    outcome.handed_on = batch.save(results, apply, VERIFIER_VERSION,
+                                   ["sender_trust", "sender_verdict", "sender_result"],
+                                   also=store_verifications, attempts=attempt + 1, smtp=smtp)  # fmt: skip
+    return outcome
