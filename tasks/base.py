@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import kombu.exceptions
 from celery import Task, shared_task
+from celery.exceptions import Retry
 
 from apps.inbox.batch import TRANSIENT_ERRORS
 from tasks.queues import TASK_QUEUES, CeleryQueue
@@ -29,6 +30,10 @@ class MailscoreTask(Task):
         started = time.perf_counter()
         try:
             result = super().__call__(*args, **kwargs)
+        except Retry:
+            logger.info("%s will be retried after %.0f ms", self.name,
+                        (time.perf_counter() - started) * 1000)  # fmt: skip
+            raise
         except Exception as exc:
             logger.warning("%s failed after %.0f ms: %s: %s", self.name,
                            (time.perf_counter() - started) * 1000, type(exc).__name__, exc)  # fmt: skip
