@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: test run lint benchmark-verify benchmark-triage benchmark-pipeline benchmark-ingest clean
+.PHONY: test run lint benchmark-verify benchmark-triage benchmark-pipeline benchmark-ingest \
+	benchmark-soak clean
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -28,6 +29,12 @@ benchmark-pipeline: $(INSTALLED)
 
 benchmark-ingest: $(INSTALLED)
 	$(BIN)/python benchmarks/ingest_load.py $(BENCH_ARGS)
+
+# 10 minutes at 70% of the measured capacity, then again with a triage pool child killed halfway;
+# figures and data into docs/ (soak.png, soak-worker-killed.png and their -series.json).
+benchmark-soak: $(INSTALLED)
+	$(BIN)/python benchmarks/soak.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/soak.py --kill-worker-at 0.5 $(BENCH_ARGS)
 
 # The virtual environment is rebuilt whenever a requirements file changes.
 $(INSTALLED): requirements/base.txt requirements/dev.txt requirements/production.txt
