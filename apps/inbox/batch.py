@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from apps.inbox.engine import ParsedMessage, parse_message
 from apps.inbox.engine.stored import parsed_from_json
+from apps.inbox.ingest import parse_limits
 from apps.inbox.models import Message, MessageStatus
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class Batch:
                 continue
             try:
                 parsed = parsed_from_json(message.parsed) or parse_message(
-                    bytes(message.raw), max_bytes=max(len(message.raw), 1)
+                    bytes(message.raw), max_bytes=max(len(message.raw), 1), limits=parse_limits()
                 )
             except Exception as exc:  # the stored bytes no longer parse: this message only
                 reason = ValueError(f"cannot parse the stored message: {exc}")

@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.inbox.engine import MessageTooLarge
-from apps.inbox.ingest import InvalidMessage, ingest_raw
+from apps.inbox.ingest import ingest_raw
 from apps.inbox.models import ImapMailbox, MessageSource
 
 logger = logging.getLogger(__name__)
@@ -130,12 +130,14 @@ def _fetch_into(mailbox: ImapMailbox, result: PollResult, limit: int) -> None:
             try:
                 stored = ingest_raw(raw, source=MessageSource.IMAP,
                                     source_detail=f"{mailbox.name}/{mailbox.folder} uid {uid}")  # fmt: skip
-            except (MessageTooLarge, InvalidMessage) as exc:
+            except MessageTooLarge as exc:
                 result.rejected += 1
                 logger.warning("IMAP %s uid %s not ingested: %s", mailbox.name, uid, exc)
             else:
-                result.stored += stored.created
-                result.duplicates += not stored.created
+                # Not mail: kept as a failed message with the reason, and counted as rejected.
+                result.rejected += stored.refused
+                result.stored += stored.created and not stored.refused
+                result.duplicates += not stored.created and not stored.refused
             mailbox.last_uid = uid
     finally:
         with contextlib.suppress(imaplib.IMAP4.error, OSError):

@@ -2,7 +2,8 @@
 
 Every way in (API, files, IMAP) ends here. A message is identified by its Message-ID (or, without
 one, by its bytes); the same message ingested twice gives back the first row. The chain is asked
-for only after the row is committed, so a worker never looks for a message it cannot see.
+for only after the row is committed, so a worker never looks for a message it cannot see. Input
+that is not mail gets a row too: failed at "ingest" with the reason, and never queued.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from apps.inbox.engine import Envelope, MessageTooLarge, parse_envelope
+from apps.inbox.engine import (
+    Envelope,
+    MessageTooLarge,
+    ParseLimits,
+    UnparseableMessage,
+    parse_envelope,
+)
 from apps.inbox.engine.mailbox import iter_messages, looks_like_message
 from apps.inbox.models import RERUNNABLE, Message, MessageSource, MessageStatus
 from apps.inbox.signals import messages_queued
@@ -27,10 +34,17 @@ logger = logging.getLogger(__name__)
 
 # A Date this far ahead of our clock is the sender's clock, not when the message arrived.
 FUTURE_TOLERANCE = timedelta(hours=1)
+# The failed_step of input refused at ingest: it is not mail, so the chain never sees it.
+INGEST_STEP = "ingest"
 
 
 class InvalidMessage(ValueError):
     """Input that is not an RFC 822 message."""
+
+
+def refused_at_ingest(message: Message) -> bool:
+    """Whether the row stands for input that was not accepted as mail."""
+    return message.status == MessageStatus.FAILED and message.failed_step == INGEST_STEP
 
 
 @dataclass(frozen=True)
@@ -38,12 +52,30 @@ class IngestResult:
     message: Message
     created: bool
 
+    @property
+    def refused(self) -> bool:
+        return refused_at_ingest(self.message)
+
+
+def parse_limits() -> ParseLimits:
+    """The MIME parser's limits, from the settings."""
+    return ParseLimits(
+        max_mime_depth=settings.MAILSCORE_MAX_MIME_DEPTH,
+        max_mime_parts=settings.MAILSCORE_MAX_MIME_PARTS,
+        max_header_bytes=settings.MAILSCORE_MAX_HEADER_BYTES,
+        max_decoded_bytes=settings.MAILSCORE_MAX_DECODED_BYTES,
+    )
+
+
+def _bytes_key(raw: bytes) -> str:
+    return hashlib.sha256(b"raw:" + raw).hexdigest()
+
 
 def dedupe_key(parsed: Envelope, raw: bytes) -> str:
     message_id = (parsed.message_id or "").strip().strip("<>").strip()
     if message_id:
         return hashlib.sha256(b"mid:" + message_id.encode("utf-8", "replace")).hexdigest()
-    return hashlib.sha256(b"raw:" + raw).hexdigest()
+    return _bytes_key(raw)
 
 
 def received_at_for(parsed: Envelope, now: datetime) -> datetime:
@@ -72,18 +104,70 @@ def parse_incoming(raw: bytes) -> Envelope:
             "'From: a@example.com' and 'Subject: ...', then a blank line and the body."
         )
     # Only the envelope: the body is decoded by the chain's first step, off the request path.
-    return parse_envelope(raw, max_bytes=limit)
+    return parse_envelope(raw, max_bytes=limit, limits=parse_limits())
 
 
 def ingest_raw(
     raw: bytes, *, source: str, source_detail: str = "", now: datetime | None = None
 ) -> IngestResult:
-    """Store one message (or find it already stored) and queue it for the chain.
+    """Store one message (or find it already stored) and queue it for the chain. Input that is
+    not a message is stored as a failed row with the reason instead (result.refused).
 
-    Raises MessageTooLarge or InvalidMessage, whose text says what is accepted."""
-    parsed = parse_incoming(raw)
+    Raises MessageTooLarge, which says the limit, and stores nothing: whether an oversized
+    input gets a row is the caller's choice (record_refused), as an API client is told at once
+    and a file has no one to tell."""
     now = now or timezone.now()
-    key = dedupe_key(parsed, raw)
+    try:
+        parsed = parse_incoming(raw)
+    except MessageTooLarge:
+        raise
+    except (InvalidMessage, UnparseableMessage) as exc:
+        return record_refused(raw, str(exc), source=source, source_detail=source_detail, now=now)
+    return _store(
+        dedupe_key(parsed, raw),
+        received_at=received_at_for(parsed, now),
+        source=source,
+        source_detail=source_detail[:500],
+        message_id_header=(parsed.message_id or "")[:998],
+        from_address=(parsed.from_address or "")[:320],
+        from_name=parsed.from_name[:500],
+        subject=parsed.subject,
+        # In UTC: senders write offsets PostgreSQL refuses (beyond ±15:59).
+        sent_at=parsed.date.astimezone(UTC) if parsed.date else None,
+        size=len(raw),
+        raw=raw,
+        status=MessageStatus.QUEUED,
+    )
+
+
+def record_refused(
+    raw: bytes,
+    reason: str,
+    *,
+    source: str,
+    source_detail: str = "",
+    now: datetime | None = None,
+    keep_raw: bool = True,
+) -> IngestResult:
+    """Store input that was not accepted as mail: a failed row with the reason, keyed on the
+    bytes as a message without Message-ID is, so the same input again finds the same row. The
+    bytes are kept for a person to look at, except an oversized input's (keep_raw=False)."""
+    return _store(
+        _bytes_key(raw),
+        received_at=now or timezone.now(),
+        source=source,
+        source_detail=source_detail[:500],
+        size=len(raw),
+        raw=raw if keep_raw else b"",
+        status=MessageStatus.FAILED,
+        failed_step=INGEST_STEP,
+        failure_reason=reason[:2000],
+    )
+
+
+def _store(key: str, **row) -> IngestResult:
+    """Insert the row for key, or find the one stored before. A queued row is announced once
+    its transaction commits; a refused one is never handed to the chain."""
     with transaction.atomic():
         # Serialises concurrent ingests of the same message, whatever received_at each derives:
         # the unique (dedupe_key, received_at) constraint alone cannot see across partitions.
@@ -92,50 +176,45 @@ def ingest_raw(
         existing = Message.objects.defer("raw").filter(dedupe_key=key).order_by("id").first()
         if existing is not None:
             return IngestResult(existing, created=False)
-        message = Message.objects.create(
-            received_at=received_at_for(parsed, now),
-            source=source,
-            source_detail=source_detail[:500],
-            dedupe_key=key,
-            message_id_header=(parsed.message_id or "")[:998],
-            from_address=(parsed.from_address or "")[:320],
-            from_name=parsed.from_name[:500],
-            subject=parsed.subject,
-            # In UTC: senders write offsets PostgreSQL refuses (beyond ±15:59).
-            sent_at=parsed.date.astimezone(UTC) if parsed.date else None,
-            size=len(raw),
-            raw=raw,
-            parsed={},
-            status=MessageStatus.QUEUED,
-        )
+        message = Message.objects.create(dedupe_key=key, parsed={}, **row)
+        if message.status != MessageStatus.QUEUED:
+            return IngestResult(message, created=True)
         transaction.on_commit(announce_queued)
     return IngestResult(message, created=True)
 
 
 @dataclass
 class BatchReport:
-    message_ids: list[int] = field(default_factory=list)
+    message_ids: list[int] = field(default_factory=list)  # every row, refused ones included
     stored: int = 0
     duplicates: int = 0
-    errors: int = 0
+    refused: int = 0  # inputs kept as failed rows: not mail, or over the size limit
+    errors: int = 0  # inputs not ingested: the refused ones and those that could not be read
 
 
 def ingest_paths(paths: list, *, on_error: Callable[[str], None]) -> BatchReport:
-    """Ingest every message in .eml files, mbox files, maildirs and folders. An input that cannot
-    be read or is not mail is reported through on_error, and the rest go on."""
+    """Ingest every message in .eml files, mbox files, maildirs and folders. A file that is not
+    mail, or is over the size limit, gets a failed row with the reason; one that cannot be read
+    has no bytes to keep and is only reported. Each is reported through on_error, and the rest
+    go on."""
     report = BatchReport()
-    for item in iter_messages(paths):
+    for item in iter_messages(paths, keep_non_messages=True):
         if item.error:
             report.errors += 1
             on_error(item.error)
             continue
         try:
             result = ingest_raw(item.raw, source=MessageSource.FILE, source_detail=item.source)
-        except (MessageTooLarge, InvalidMessage) as exc:
-            report.errors += 1
-            on_error(f"{item.source}: {exc}")
-            continue
+        except MessageTooLarge as exc:
+            result = record_refused(item.raw, str(exc), source=MessageSource.FILE,
+                                    source_detail=item.source, keep_raw=False)  # fmt: skip
         report.message_ids.append(result.message.id)
+        if result.refused:
+            report.refused += 1
+            report.errors += 1
+            on_error(f"{item.source}: {result.message.failure_reason} "
+                     f"(kept as failed message {result.message.id})")  # fmt: skip
+            continue
         report.stored += result.created
         report.duplicates += not result.created
     return report
@@ -152,11 +231,13 @@ def announce_queued() -> None:
 
 def rerun(message_ids: list[int]) -> tuple[list[int], list[int]]:
     """Queue finished or failed messages for a fresh run of the chain. Returns the ids queued
-    and the ids left alone because the chain is still working on them."""
+    and the ids left alone: the chain is still working on them, or they were refused at ingest
+    (refused_at_ingest), which no run of the chain can change."""
     with transaction.atomic():
         ready = list(
             Message.objects.select_for_update()
             .filter(id__in=message_ids, status__in=RERUNNABLE)
+            .exclude(failed_step=INGEST_STEP)
             .values_list("id", flat=True)
         )
         Message.objects.filter(id__in=ready).update(

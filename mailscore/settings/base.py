@@ -282,6 +282,14 @@ MAILSCORE_VERIFICATION = {
 
 # --- Triage (apps/triage; docs/triage.md) -------------------------------------------------------
 MAILSCORE_MAX_MESSAGE_BYTES = env_int("MAILSCORE_MAX_MESSAGE_BYTES", 10 * 1024 * 1024)
+# MIME parts nested deeper than this are not read (the message is triaged on the rest).
+MAILSCORE_MAX_MIME_DEPTH = env_int("MAILSCORE_MAX_MIME_DEPTH", 50)
+# MIME parts after this many are not read.
+MAILSCORE_MAX_MIME_PARTS = env_int("MAILSCORE_MAX_MIME_PARTS", 1000)
+# Per header section (the message's and each part's): fields that do not fit are left out.
+MAILSCORE_MAX_HEADER_BYTES = env_int("MAILSCORE_MAX_HEADER_BYTES", 100 * 1024)
+# Decoded (base64, quoted-printable) bytes of all parts together; the rest is not decoded.
+MAILSCORE_MAX_DECODED_BYTES = env_int("MAILSCORE_MAX_DECODED_BYTES", 8 * 1024 * 1024)
 # A JSON body carries the message escaped, so Django may read up to twice its limit; the API
 # answers 413 itself from the limit above.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * MAILSCORE_MAX_MESSAGE_BYTES + 64 * 1024

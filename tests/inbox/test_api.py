@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 from django.core.management import call_command
@@ -77,11 +78,68 @@ def test_json_forms(client):
     assert client.post("/api/v1/messages", fields, format="json").status_code == 200
 
 
+def test_the_same_json_fields_are_the_same_message(client):
+    fields = {"from": "Dana <dana@example.com>", "to": ["support@example.com"],
+              "subject": "Refund", "text": "Please refund order 77."}  # fmt: skip
+    first = client.post("/api/v1/messages", fields, format="json")
+    assert first.status_code == 202
+    again = client.post("/api/v1/messages", fields, format="json")
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    stored = Message.objects.get(id=first.json()["id"])
+    assert stored.message_id_header.endswith("@json.mailscore>")
+    other = client.post("/api/v1/messages", {**fields, "text": "Order 78 too."}, format="json")
+    assert other.status_code == 202 and other.json()["id"] != first.json()["id"]
+    assert Message.objects.count() == 2
+
+
+def test_raw_bytes_in_json_and_as_rfc822_are_the_same_message(client):
+    raw = b"From: a@example.com\nSubject: no id\n\nThe same bytes twice.\n"
+    first = client.post("/api/v1/messages", {"raw": raw.decode()}, format="json")
+    assert first.status_code == 202
+    again = post_raw(client, raw)
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+
+
+@pytest.mark.parametrize(
+    "body, content_type",
+    [
+        (random.Random(7).randbytes(4096), "message/rfc822"),
+        (b"just some words, no headers", "message/rfc822"),
+        (json.dumps({"raw": "garbage, not mail"}).encode(), "application/json"),
+    ],
+    ids=["random-binary", "plain-words", "json-raw-garbage"],
+)
+def test_input_that_is_not_mail_gets_a_failed_row_and_422(client, body, content_type):
+    response = client.post("/api/v1/messages", body, content_type=content_type)
+    assert response.status_code == 422
+    answer = response.json()
+    assert set(answer) == {"id", "url", "status", "created", "detail"}
+    assert answer["status"] == "failed" and answer["created"] is True
+    assert "not an RFC 822 message" in answer["detail"] and "message/rfc822" in answer["detail"]
+    row = Message.objects.get(id=answer["id"])
+    assert row.status == MessageStatus.FAILED and row.failed_step == "ingest"
+    assert row.failure_reason in answer["detail"] and row.source == "api"
+    stored = body if content_type == "message/rfc822" else b"garbage, not mail"
+    assert bytes(row.raw) == stored and row.size == len(stored)
+
+    again = client.post("/api/v1/messages", body, content_type=content_type)
+    assert again.status_code == 422
+    assert again.json()["id"] == answer["id"] and again.json()["created"] is False
+    assert Message.objects.count() == 1
+    detail = client.get(f"/api/v1/messages/{answer['id']}").json()
+    assert detail["failed_step"] == "ingest" and detail["failure_reason"] == row.failure_reason
+
+    rerun = client.post(f"/api/v1/messages/{answer['id']}/rerun")
+    assert rerun.status_code == 409 and "refused at ingest" in rerun.json()["detail"]
+    assert Message.objects.get(id=answer["id"]).status == MessageStatus.FAILED
+
+
 @pytest.mark.parametrize(
     "body, content_type, expected",
     [
-        (b"just some words, no headers", "message/rfc822", "not an RFC 822 message"),
         (b"", "message/rfc822", "empty"),
+        (b"  \r\n", "message/rfc822", "empty"),
+        (json.dumps({"raw": ""}).encode(), "application/json", "empty"),
         (b"{not json", "application/json", "not valid JSON"),
         (b"[1, 2]", "application/json", "must be an object"),
         (
@@ -91,6 +149,23 @@ def test_json_forms(client):
         ),
         (json.dumps({"raw": "x", "extra": 1}).encode(), "application/json", "come alone"),
         (json.dumps({"sender": "a@example.com"}).encode(), "application/json", "Unknown fields"),
+        (
+            json.dumps({"from": "a@example.com", "subject": "x", "text": "y", "to": 5}).encode(),
+            "application/json",
+            '"to" must be a string or a list of strings',
+        ),
+        (
+            json.dumps({"from": "a@example.com", "subject": "x", "text": "y", "date": 5}).encode(),
+            "application/json",
+            '"date" must be a string',
+        ),
+        (
+            json.dumps(
+                {"from": "a@example.com", "subject": "x\nBcc: b@example.com", "text": "y"}
+            ).encode(),  # fmt: skip
+            "application/json",
+            "do not make a valid message",
+        ),
     ],
 )
 def test_malformed_input_gets_400_saying_what_is_accepted(client, body, content_type, expected):

@@ -122,6 +122,10 @@ def test_bad_messages_and_bad_credentials_are_reported_not_fatal(mailbox, monkey
     )
     result = poll_mailbox(box.id)
     assert (result.fetched, result.rejected, result.stored) == (2, 1, 1)
+    refused = Message.objects.get(source="imap", status="failed")
+    assert refused.failed_step == "ingest"
+    assert bytes(refused.raw).startswith(b"no headers here at all")
+    assert refused.source_detail.startswith(f"{box.name}/")
 
     monkeypatch.setenv("MAILSCORE_TEST_IMAP_PASSWORD", "wrong")
     result = poll_imap()[0]

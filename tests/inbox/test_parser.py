@@ -1,19 +1,15 @@
 """The MIME parser on crafted edge cases and on every message of the real corpus."""
 
 import hashlib
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 
-from apps.inbox.engine import MessageTooLarge, parse_message
+from apps.inbox.engine import MessageTooLarge, UnparseableMessage, parse_message
 from apps.inbox.engine.quotes import split_reply
 
 
-def test_every_corpus_message_parses():
-    corpus = Path(settings.MAILSCORE_SPAM_CORPUS)
-    assert corpus.is_dir(), f"The corpus is missing at {corpus}; set MAILSCORE_SPAM_CORPUS."
-    files = [p for p in sorted(corpus.rglob("*")) if p.is_file() and p.name != "README.md"]
+def test_every_corpus_message_parses(spam_corpus):
+    files = [p for p in sorted(spam_corpus.rglob("*")) if p.is_file() and p.name != "README.md"]
     assert len(files) > 4000
     with_text = 0
     for path in files:
@@ -89,8 +85,9 @@ def test_broken_base64_and_garbage_do_not_raise():
 
 
 def test_size_limit():
-    with pytest.raises(MessageTooLarge, match="up to 100 bytes"):
+    with pytest.raises(MessageTooLarge, match="up to 100 bytes") as refused:
         parse_message(b"Subject: x\r\n\r\n" + b"a" * 200, max_bytes=100)
+    assert isinstance(refused.value, UnparseableMessage)
 
 
 def test_language():

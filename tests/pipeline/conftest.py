@@ -21,6 +21,22 @@ def raw_message(body: str, *, subject: str = "Hello", sender: str = "Alice <alic
     ).encode()
 
 
+@pytest.fixture(autouse=True)
+def empty_queues():
+    """Earlier tests leave dispatch requests in the broker (nothing consumes them there), and
+    dispatch holds back while chain steps wait: start each test from empty queues, and without
+    the flag that says a (purged) dispatch is on its way."""
+    from apps.core.connections import redis_connection
+    from mailscore.celery import app
+    from tasks.dispatch import PENDING_FLAG
+    from tasks.queues import CeleryQueue
+
+    with app.connection_for_write() as connection:
+        for queue in CeleryQueue:
+            connection.default_channel.queue_purge(str(queue))
+    redis_connection().delete(PENDING_FLAG)
+
+
 @pytest.fixture
 def ingest():
     def make(body: str, **fields):

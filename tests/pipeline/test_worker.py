@@ -10,11 +10,9 @@ from celery.contrib.testing.worker import start_worker
 from rest_framework.test import APIClient
 
 from apps.accounts.models import ApiKey
-from apps.core.connections import redis_connection
 from apps.inbox.models import Message, MessageStatus
 from apps.verification.models import VerificationResult
 from mailscore.celery import app
-from tasks.dispatch import PENDING_FLAG
 from tasks.queues import CeleryQueue
 from tests.pipeline.conftest import SAMPLES, raw_message
 
@@ -24,13 +22,7 @@ FINISHED = (MessageStatus.TRIAGED, MessageStatus.NEEDS_REVIEW, MessageStatus.FAI
 
 
 @pytest.fixture
-def worker(farm_settings):
-    # Earlier tests leave dispatch requests in the broker; start from empty queues, and without
-    # the flag that says a (purged) dispatch is on its way.
-    with app.connection_for_write() as connection:
-        for queue in CeleryQueue:
-            connection.default_channel.queue_purge(str(queue))
-    redis_connection().delete(PENDING_FLAG)
+def worker(farm_settings):  # the queues are emptied first by conftest.empty_queues
     with start_worker(app, pool="solo", perform_ping_check=False,
                       queues=[str(q) for q in CeleryQueue], shutdown_timeout=30) as started:  # fmt: skip
         yield started

@@ -6,6 +6,7 @@ import pytest
 
 from apps.inbox.engine import parse_message
 from apps.triage.engine.pipeline import TriageConfig, Triager
+from tests.inbox.conftest import spam_corpus  # noqa: F401
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 

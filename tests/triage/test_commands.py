@@ -1,6 +1,7 @@
 """manage.py triage, evaluate and train_spam."""
 
 import json
+import re
 from io import StringIO
 
 import numpy as np
@@ -67,7 +68,7 @@ def test_evaluate_prints_the_figures():
     assert "within one level" in text and "(rows: label, columns: predicted)" in text
 
 
-def test_evaluate_spam_cross_validation_on_a_sample():
+def test_evaluate_spam_cross_validation_on_a_sample(spam_corpus):
     out = StringIO()
     call_command(
         "evaluate", "--json", "--limit", "150", "--folds", "3", stdout=out, stderr=StringIO()
@@ -78,7 +79,7 @@ def test_evaluate_spam_cross_validation_on_a_sample():
     assert report["spam_corpus_only"]["augmented"] is False
 
 
-def test_train_spam_writes_loadable_heads(tmp_path):
+def test_train_spam_writes_loadable_heads(tmp_path, spam_corpus):
     call_command(
         "train_spam",
         "--limit",
@@ -100,7 +101,9 @@ def test_train_spam_writes_loadable_heads(tmp_path):
 
 
 def test_bad_corpus_path_is_a_usage_error(tmp_path):
-    with pytest.raises(CommandError, match="No corpus at"):
-        call_command(
-            "train_spam", "--data", str(tmp_path / "nope"), stdout=StringIO(), stderr=StringIO()
-        )
+    missing = tmp_path / "nope"
+    says_where = rf"No corpus at {re.escape(str(missing))}.*MAILSCORE_SPAM_CORPUS"
+    with pytest.raises(CommandError, match=says_where):
+        call_command("train_spam", "--data", str(missing), stdout=StringIO(), stderr=StringIO())
+    with pytest.raises(CommandError, match=says_where):
+        call_command("evaluate", "--spam-data", str(missing), stdout=StringIO(), stderr=StringIO())

@@ -1,7 +1,9 @@
 """Read messages from .eml files, mbox files, maildirs and directories of any of them.
 
 Each message comes with its source (the file, and its index inside an mbox); a file that cannot
-be read comes as an error for that file, and reading goes on with the next."""
+be read comes as an error for that file, and reading goes on with the next. A file that is not
+mail is an error when named, skipped in a folder, or, for ingest (keep_non_messages), handed
+over with its bytes like any message, for the caller to refuse with a reason."""
 
 from __future__ import annotations
 
@@ -31,14 +33,16 @@ def _is_maildir(path: Path) -> bool:
     return (path / "cur").is_dir() and (path / "new").is_dir()
 
 
-def _read_file(path: Path, *, explicit: bool) -> Iterator[RawMessage]:
+def _read_file(path: Path, *, explicit: bool, keep_non_messages: bool) -> Iterator[RawMessage]:
     try:
         data = path.read_bytes()
     except OSError as exc:
         yield RawMessage(str(path), error=f"cannot read {path}: {exc.strerror or exc}")
         return
     if not looks_like_message(data[:4096]):
-        if explicit:
+        if keep_non_messages:
+            yield RawMessage(str(path), raw=data)
+        elif explicit:
             yield RawMessage(str(path), error=(
                 f"{path} is not an email message: expected an RFC 822 message (.eml), an mbox "
                 "file or a maildir"))  # fmt: skip
@@ -56,7 +60,9 @@ def _read_file(path: Path, *, explicit: bool) -> Iterator[RawMessage]:
     yield RawMessage(str(path), raw=data)
 
 
-def iter_messages(paths: list[str | Path]) -> Iterator[RawMessage]:
+def iter_messages(
+    paths: list[str | Path], *, keep_non_messages: bool = False
+) -> Iterator[RawMessage]:
     for value in paths:
         path = Path(value)
         if not path.exists():
@@ -73,8 +79,10 @@ def iter_messages(paths: list[str | Path]) -> Iterator[RawMessage]:
                 if child.name.startswith("."):
                     continue
                 if child.is_dir():
-                    yield from iter_messages([child])
+                    yield from iter_messages([child], keep_non_messages=keep_non_messages)
                 else:
-                    yield from _read_file(child, explicit=False)
+                    yield from _read_file(
+                        child, explicit=False, keep_non_messages=keep_non_messages
+                    )
         else:
-            yield from _read_file(path, explicit=True)
+            yield from _read_file(path, explicit=True, keep_non_messages=keep_non_messages)

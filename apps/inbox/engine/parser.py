@@ -1,15 +1,19 @@
 """Raw RFC 822 bytes in, a clean structure out.
 
 Real mail is messy: wrong or unknown charsets, broken MIME, HTML-only bodies, nested messages.
-Nothing here raises on such input; it decodes with replacement and records what was odd. The
-one refusal is a message over the configured size limit.
+Nothing here raises on such input; it decodes with replacement and records what was odd. Hostile
+mail is read within limits (ParseLimits): past one, the parser stops reading that part of the
+message and records a defect, so the message is still triaged on what was read. The one error
+that leaves the parser is UnparseableMessage, with a reason a person can read.
 """
 
 from __future__ import annotations
 
 import codecs
+import copy
 import email
-import email.parser
+import email.errors
+import email.feedparser
 import email.policy
 import hashlib
 import re
@@ -17,15 +21,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.header import decode_header, make_header
 from email.message import Message
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datetime
 
 from apps.inbox.engine.html import html_to_text
 from apps.inbox.engine.quotes import split_reply
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+ACCEPTED = "Accepted: an RFC 822 message (header lines, a blank line, then the body)."
 
 
-class MessageTooLarge(ValueError):
+class UnparseableMessage(ValueError):
+    """The one error the parser raises; its text says what was wrong and what is accepted."""
+
+
+class MessageTooLarge(UnparseableMessage):
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(
             f"The message is {size:,} bytes; messages up to {limit:,} bytes are accepted "
@@ -34,12 +43,50 @@ class MessageTooLarge(ValueError):
         self.size, self.limit = size, limit
 
 
+@dataclass(frozen=True)
+class ParseLimits:
+    """How much of a message the parser reads. The message size limit (max_bytes) is the only
+    one that refuses a message: nothing of an oversized one is read. Past any of these, the
+    parser reads on without that part and records a defect, because what it did read (the
+    headers, the first parts, the start of the text) is still worth triaging."""
+
+    # Each level costs the standard parser a few stack frames; it fails near 330 levels.
+    max_mime_depth: int = 50
+    # Each part is an object in memory and a step of every walk over the message.
+    max_mime_parts: int = 1000
+    # Per header section (the message's and each part's), as Postfix's header_size_limit:
+    # the standard library parses some long fields in quadratic time.
+    max_header_bytes: int = 100 * 1024
+    # The sum over all parts of what base64 and quoted-printable decode to: what is held in
+    # memory and what the text steps work through.
+    max_decoded_bytes: int = 8 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("max_mime_depth", "max_mime_parts", "max_header_bytes", "max_decoded_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(
+                    f"ParseLimits.{name} must be a positive whole number, not {value!r}."
+                )
+
+
+DEFAULT_LIMITS = ParseLimits()
+# Content-Type and Content-Disposition parameters are parsed again on every lookup, in time that
+# grows with the field's length times its ";" count (1 MB of them took 465 s). Real ones, RFC 2231
+# continued file names included, fit in 4 KiB and 32 parameters.
+MAX_PARAMETER_FIELD_BYTES = 4096
+MAX_PARAMETERS = 32
+_PARAMETER_FIELDS = ("content-type", "content-disposition")
+# What the parser is fed at a time; the part count is checked between chunks.
+_FEED_BYTES = 8192
+
+
 @dataclass
 class Attachment:
     filename: str | None
     content_type: str
-    size: int
-    sha256: str
+    size: int | None  # decoded; None when the decoded size limit left it undecoded
+    sha256: str | None
     disposition: str | None = None
 
 
@@ -122,7 +169,7 @@ def _codec(charset: str | None) -> str | None:
         return None
     try:
         return codecs.lookup(charset.strip().strip('"').lower()).name
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL in the name
         return None
 
 
@@ -138,6 +185,22 @@ def _decode_bytes(data: bytes, charset: str | None) -> str:
     return data.decode(declared or "cp1252", errors="replace")
 
 
+def _field(message: Message, name: str) -> str:
+    """A header field's value as text. With bytes that are not ASCII in it, the standard parser
+    gives a Header object rather than a str; those bytes read as replacement characters."""
+    value = message.get(name)
+    return "" if value is None else str(value)
+
+
+def _parameter(lookup) -> str | None:
+    """A MIME parameter (file name, charset), or None where the standard library fails on it:
+    it raises ValueError for an RFC 2231 value whose charset name holds a NUL."""
+    try:
+        return lookup()
+    except (ValueError, LookupError, UnicodeError):
+        return None
+
+
 def _addresses(message: Message, name: str) -> list[tuple[str, str]]:
     values = [decode_header_value(v) for v in message.get_all(name, [])]
     try:
@@ -148,7 +211,7 @@ def _addresses(message: Message, name: str) -> list[tuple[str, str]]:
 
 def _date(message: Message, defects: list[str]) -> datetime | None:
     try:
-        date = parsedate_to_datetime(message.get("Date")) if message.get("Date") else None
+        date = parsedate_to_datetime(_field(message, "Date")) if message.get("Date") else None
     except (TypeError, ValueError, IndexError, OverflowError):
         defects.append("unparseable Date header")
         return None
@@ -168,79 +231,300 @@ class Envelope:
     date: datetime | None
 
 
-def parse_envelope(raw: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Envelope:
-    """The few header fields needed to store a message, at a fraction of parse_message's cost."""
+class _Part(Message):
+    """A message or MIME part as the bounded parser builds it."""
+
+    beyond_depth_limit = False
+
+
+class _BoundedFeedParser(email.feedparser.BytesFeedParser):
+    """The standard library's parser, with the structural limits applied as it reads.
+
+    It extends two of FeedParser's internal methods, whose behaviour has been the same since
+    Python 3.3 (the project runs on 3.11): one is called when a part begins, the other with the
+    header lines of each part, before anything in them is interpreted."""
+
+    def __init__(self, limits: ParseLimits, notes: dict[str, str]) -> None:
+        super().__init__(_factory=_Part, policy=email.policy.compat32)
+        self.limits, self.notes = limits, notes
+        self.parts = 0
+
+    def _new_message(self) -> None:
+        super()._new_message()
+        self.parts += 1
+
+    def _parse_headers(self, lines: list[str]) -> None:
+        super()._parse_headers(_fit_header_section(lines, self.limits, self.notes))
+        part = self._cur
+        depth = len(self._msgstack) - 1
+        if depth >= self.limits.max_mime_depth and part.get_content_maintype() in (
+            "multipart",
+            "message",
+        ):
+            # Read the rest of this part as one opaque leaf: no deeper level is opened, so the
+            # parser's recursion stays bounded.
+            del part["Content-Type"]
+            part["Content-Type"] = "application/octet-stream"
+            part.beyond_depth_limit = True
+            self.notes.setdefault(
+                "depth",
+                f"MIME parts nested deeper than {self.limits.max_mime_depth} levels were not read "
+                "(MAILSCORE_MAX_MIME_DEPTH).",
+            )
+
+
+def _fit_header_section(lines: list[str], limits: ParseLimits, notes: dict[str, str]) -> list[str]:
+    """The header lines of one section, within the limits.
+
+    Postfix keeps what fits of an oversized header and discards the excess; here each field is
+    kept whole if it still fits and left out otherwise, so one huge field cannot push out the
+    small ones after it (From, Subject, Content-Type) that the rest of the parse depends on.
+    Lengths are bytes: the parser holds each byte as one character (ASCII, surrogateescape)."""
+    fields: list[list[str]] = []
+    for line in lines:
+        if fields and line[:1] in (" ", "\t"):
+            fields[-1].append(line)
+        else:
+            fields.append([line])
+    kept: list[str] = []
+    used = 0
+    left_out: list[tuple[str, int]] = []
+    for lines_of_field in fields:
+        size = sum(map(len, lines_of_field))
+        name = lines_of_field[0][:100].split(":", 1)[0].strip().lower()
+        if name in _PARAMETER_FIELDS and (
+            size > MAX_PARAMETER_FIELD_BYTES
+            or sum(line.count(";") for line in lines_of_field) > MAX_PARAMETERS
+        ):
+            lines_of_field = [_cut_parameters(lines_of_field)]
+            notes.setdefault(
+                f"parameters {name}",
+                f"a {name} field of {size:,} bytes was cut to its first {MAX_PARAMETERS} "
+                f"parameters within {MAX_PARAMETER_FIELD_BYTES:,} bytes.",
+            )
+            size = len(lines_of_field[0])
+        if used + size > limits.max_header_bytes:
+            left_out.append((name, size))
+            continue
+        kept.extend(lines_of_field)
+        used += size
+    if left_out:
+        shown = ", ".join(f"{name[:40]} ({size:,} bytes)" for name, size in left_out[:5])
+        more = f" and {len(left_out) - 5:,} more" if len(left_out) > 5 else ""
+        notes.setdefault(
+            "header",
+            f"header fields over the limit of {limits.max_header_bytes:,} bytes per header section "
+            f"were left out (MAILSCORE_MAX_HEADER_BYTES): {shown}{more}.",
+        )
+    return kept
+
+
+def _cut_parameters(lines_of_field: list[str]) -> str:
+    joined = "".join(lines_of_field)
+    cut, separators = -1, 0
+    while separators <= MAX_PARAMETERS:
+        cut = joined.find(";", cut + 1, MAX_PARAMETER_FIELD_BYTES)
+        if cut < 0:
+            break
+        separators += 1
+    if cut < 0:  # fewer separators than allowed: the length was over; end at the last whole one
+        joined = joined[:MAX_PARAMETER_FIELD_BYTES]
+        cut = joined.rfind(";")
+    return (joined[:cut] if cut > 0 else joined).rstrip("\r\n") + "\n"
+
+
+def _read_structure(raw: bytes, limits: ParseLimits, notes: dict[str, str]) -> _Part:
+    if raw.startswith(b"From ") and b"\n" in raw:
+        raw = raw.split(b"\n", 1)[1]  # an mbox "From " separator line, not a header
+    parser = _BoundedFeedParser(limits, notes)
+    for start in range(0, len(raw), _FEED_BYTES):
+        parser.feed(raw[start : start + _FEED_BYTES])
+        if parser.parts > limits.max_mime_parts:
+            notes.setdefault("parts", _parts_note(limits))
+            break
+    return parser.close()
+
+
+def _parts_note(limits: ParseLimits) -> str:
+    return (
+        f"more than {limits.max_mime_parts:,} MIME parts; the parts after those and the rest of "
+        "the message were not read (MAILSCORE_MAX_MIME_PARTS)."
+    )
+
+
+def _header_section(raw: bytes) -> bytes:
+    """The bytes up to the blank line that ends the headers (all of them if there is none)."""
+    if raw.startswith((b"\n", b"\r\n")):
+        return b""
+    ends = [i for i in (raw.find(b"\n\n"), raw.find(b"\n\r\n")) if i >= 0]
+    return raw[: min(ends) + 1] if ends else raw
+
+
+def _unparseable(exc: Exception) -> UnparseableMessage:
+    return UnparseableMessage(
+        f"The message could not be parsed ({type(exc).__name__}: {str(exc)[:200]}). {ACCEPTED}"
+    )
+
+
+def parse_envelope(
+    raw: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, limits: ParseLimits = DEFAULT_LIMITS
+) -> Envelope:
+    """The few header fields needed to store a message, at a fraction of parse_message's cost.
+
+    Raises UnparseableMessage (MessageTooLarge over max_bytes), never anything else."""
     if len(raw) > max_bytes:
         raise MessageTooLarge(len(raw), max_bytes)
-    if raw.startswith(b"From ") and b"\n" in raw:
-        raw = raw.split(b"\n", 1)[1]
-    message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(
-        raw, headersonly=True
-    )
-    from_pairs = _addresses(message, "From")
-    from_name, from_address = from_pairs[0] if from_pairs else ("", None)
-    return Envelope(
-        message_id=(_message_ids(message.get("Message-ID")) or [None])[0],
-        subject=" ".join(decode_header_value(message.get("Subject")).split()),
-        from_name=from_name.strip().strip('"'),
-        from_address=(from_address or "").strip() or None,
-        date=_date(message, []),
-    )
+    try:
+        message = _read_structure(_header_section(raw), limits, {})
+        from_pairs = _addresses(message, "From")
+        from_name, from_address = from_pairs[0] if from_pairs else ("", None)
+        return Envelope(
+            message_id=(_message_ids(_field(message, "Message-ID")) or [None])[0],
+            subject=" ".join(decode_header_value(message.get("Subject")).split()),
+            from_name=from_name.strip().strip('"'),
+            from_address=(from_address or "").strip() or None,
+            date=_date(message, []),
+        )
+    except Exception as exc:  # noqa: BLE001 - the parser's one error type is all that leaves it
+        raise _unparseable(exc) from exc
 
 
-def _message_ids(value: str | None) -> list[str]:
-    return re.findall(r"<[^<>\s]+>", value or "")
+def _message_ids(value: str) -> list[str]:
+    return re.findall(r"<[^<>\s]+>", value)
 
 
-def _walk_body(part: Message, texts: list[str], htmls: list[str], attachments: list[Attachment],
-               defects: list[str], depth: int = 0) -> None:  # fmt: skip
-    if depth > 20:
-        defects.append("MIME nesting deeper than 20 levels; the rest was skipped")
+@dataclass
+class _Body:
+    """What the walk over the parts collects, and what it has spent of the limits."""
+
+    limits: ParseLimits
+    notes: dict[str, str]
+    texts: list[str] = field(default_factory=list)
+    htmls: list[str] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    parts: int = 0
+    decoded: int = 0
+    not_decoded: int = 0
+
+    @property
+    def budget(self) -> int:
+        return self.limits.max_decoded_bytes - self.decoded
+
+
+def _decoded_size_bound(part: Message, encoded: str) -> int:
+    # Base64 decodes to at most three bytes per four characters; the other encodings never
+    # decode to more than they take.
+    cte = _field(part, "Content-Transfer-Encoding").strip().lower()
+    return len(encoded) * 3 // 4 + 3 if cte == "base64" else len(encoded)
+
+
+def _encoded(part: Message) -> str:
+    """A leaf part's payload as transferred, before base64 or quoted-printable decoding."""
+    try:
+        payload = part.get_payload()
+    except (ValueError, LookupError):
+        # With bytes that are not ASCII in it, the standard library reads the payload in its
+        # declared charset, and fails on a charset name holding a NUL: take it as stored.
+        payload = part._payload
+    return payload if isinstance(payload, str) else ""
+
+
+def _decode_text_payload(part: Message, body: _Body) -> bytes | None:
+    """The part's decoded bytes, cut to what is left of the decoded size limit; None when
+    nothing is left."""
+    encoded = _encoded(part)
+    if body.budget <= 0:
+        body.not_decoded += 1
+        return None
+    if _decoded_size_bound(part, encoded) > body.budget:
+        # Decode only a prefix that covers what is left: quoted-printable takes at most three
+        # characters a byte, base64 fewer.
+        part = copy.copy(part)
+        part.set_payload(encoded[: 3 * body.budget + 4])
+        body.not_decoded += 1
+    payload = _decoded(part, body)[: body.budget]
+    body.decoded += len(payload)
+    return payload
+
+
+def _serialized(inner: Message, body: _Body) -> bytes:
+    try:
+        return inner.as_bytes()
+    except Exception:  # noqa: BLE001 - one broken forwarded message spoils only its own part
+        body.notes.setdefault("unserializable", "a forwarded message that could not be read.")
+        return b""
+
+
+def _decoded(part: Message, body: _Body) -> bytes:
+    try:
+        return part.get_payload(decode=True) or b""
+    except Exception:  # noqa: BLE001 - one broken transfer encoding spoils only its own part
+        body.notes.setdefault(
+            f"undecodable {part.get_content_type()}",
+            f"an undecodable {part.get_content_type()} part was left out.",
+        )
+        return b""
+
+
+def _walk_body(part: Message, body: _Body, depth: int = 0) -> None:
+    body.parts += 1
+    if body.parts > body.limits.max_mime_parts:
+        body.notes.setdefault("parts", _parts_note(body.limits))
         return
+    if getattr(part, "beyond_depth_limit", False):
+        return  # the parser left it unread, and said so
     content_type = part.get_content_type()
-    disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower() or None
-    filename = part.get_filename()
+    disposition = _field(part, "Content-Disposition").split(";")[0].strip().lower() or None
+    filename = _parameter(part.get_filename)
     if filename:
         filename = decode_header_value(filename)
     if content_type == "message/rfc822" and depth > 0:
         # A forwarded message is an attachment of this one: its text is not this message's.
-        _add_attachment(part, content_type, filename, disposition, attachments)
+        _add_attachment(part, content_type, filename, disposition, body)
         return
     if part.is_multipart():
         for sub in part.get_payload() or []:
             if isinstance(sub, Message):
-                _walk_body(sub, texts, htmls, attachments, defects, depth + 1)
+                _walk_body(sub, body, depth + 1)
+            if body.parts > body.limits.max_mime_parts:
+                break
         return
     if disposition == "attachment" or (filename and not content_type.startswith("text/")):
-        _add_attachment(part, content_type, filename, disposition, attachments)
+        _add_attachment(part, content_type, filename, disposition, body)
         return
-    try:
-        payload = part.get_payload(decode=True)
-    except Exception:  # noqa: BLE001 - broken transfer encodings
-        payload = None
-        defects.append(f"undecodable {content_type} part")
-    if payload is None:
-        raw = part.get_payload()
-        payload = raw.encode("utf-8", "replace") if isinstance(raw, str) else b""
-    if content_type == "text/html":
-        htmls.append(_decode_bytes(payload, part.get_content_charset()))
-    elif content_type.startswith("text/") or content_type == "message/delivery-status":
-        texts.append(_decode_bytes(payload, part.get_content_charset()))
+    if (
+        content_type == "text/html"
+        or content_type.startswith("text/")
+        or (content_type == "message/delivery-status")
+    ):
+        payload = _decode_text_payload(part, body)
+        if payload is None:
+            return
+        text = _decode_bytes(payload, _parameter(part.get_content_charset))
+        (body.htmls if content_type == "text/html" else body.texts).append(text)
     else:
-        _add_attachment(part, content_type, filename, disposition, attachments)
+        _add_attachment(part, content_type, filename, disposition, body)
 
 
-def _add_attachment(part, content_type, filename, disposition, attachments) -> None:
-    # Metadata only: the payload is hashed and measured, never executed or unpacked.
+def _add_attachment(part: Message, content_type: str, filename: str | None,
+                    disposition: str | None, body: _Body) -> None:  # fmt: skip
+    # Metadata only: the payload is hashed and measured, never executed or unpacked. What does
+    # not fit in the decoded size limit is not decoded at all.
+    data: bytes | None
     if content_type == "message/rfc822":
         inner = part.get_payload()
-        data = inner[0].as_bytes() if isinstance(inner, list) and inner else b""
+        data = _serialized(inner[0], body) if isinstance(inner, list) and inner else b""
+        if len(data) > body.budget:
+            data = None
     else:
-        try:
-            data = part.get_payload(decode=True) or b""
-        except Exception:  # noqa: BLE001
-            data = b""
-    attachments.append(
+        fits = _decoded_size_bound(part, _encoded(part)) <= body.budget
+        data = _decoded(part, body) if fits else None
+    if data is None:
+        body.not_decoded += 1
+        body.attachments.append(Attachment(filename, content_type, None, None, disposition))
+        return
+    body.decoded += len(data)
+    body.attachments.append(
         Attachment(filename, content_type, len(data), hashlib.sha256(data).hexdigest(), disposition)
     )
 
@@ -255,39 +539,55 @@ def _language(text: str) -> str | None:
     return language
 
 
-def parse_message(raw: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ParsedMessage:
+def parse_message(
+    raw: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, limits: ParseLimits = DEFAULT_LIMITS
+) -> ParsedMessage:
+    """Parse a whole message within the limits. Raises UnparseableMessage (MessageTooLarge over
+    max_bytes), never anything else: whatever else goes wrong inside is turned into it."""
     if len(raw) > max_bytes:
         raise MessageTooLarge(len(raw), max_bytes)
-    if raw.startswith(b"From ") and b"\n" in raw:
-        raw = raw.split(b"\n", 1)[1]  # an mbox "From " separator line, not a header
-    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    try:
+        return _parse_message(raw, limits)
+    except UnparseableMessage:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the parser's one error type is all that leaves it
+        raise _unparseable(exc) from exc
+
+
+def _parse_message(raw: bytes, limits: ParseLimits) -> ParsedMessage:
+    notes: dict[str, str] = {}
+    message = _read_structure(raw, limits, notes)
     defects = [type(d).__name__ for d in message.defects]
     headers: dict[str, list[str]] = {}
     for name, value in message.items():
         headers.setdefault(name.lower(), []).append(decode_header_value(value))
 
-    texts: list[str] = []
-    htmls: list[str] = []
-    attachments: list[Attachment] = []
-    _walk_body(message, texts, htmls, attachments, defects)
+    body = _Body(limits, notes)
+    _walk_body(message, body)
+    if body.not_decoded:
+        notes.setdefault(
+            "decoded",
+            f"the decoded size limit of {limits.max_decoded_bytes:,} bytes was reached; "
+            f"{body.not_decoded:,} part(s) were cut or not decoded (MAILSCORE_MAX_DECODED_BYTES).",
+        )
+    texts, htmls = body.texts, body.htmls
     html_only = not any(t.strip() for t in texts) and bool(htmls)
-    body = "\n\n".join(t for t in texts if t.strip()) if not html_only else ""
+    text = "\n\n".join(t for t in texts if t.strip()) if not html_only else ""
     if html_only:
-        body = "\n\n".join(html_to_text(h) for h in htmls)
-    body = body.replace("\r\n", "\n").replace("\x00", "")
-    split = split_reply(body)
+        text = "\n\n".join(html_to_text(h) for h in htmls)
+    text = text.replace("\r\n", "\n").replace("\x00", "")
+    split = split_reply(text)
 
     from_pairs = _addresses(message, "From")
     from_name, from_address = from_pairs[0] if from_pairs else ("", None)
     date = _date(message, defects)
     content_type = message.get_content_type()
-    report_type = (
-        (message.get_param("report-type") or "").lower()
-        if content_type == "multipart/report"
-        else ""
-    )
+    report_type = ""
+    if content_type == "multipart/report":
+        value = _parameter(lambda: message.get_param("report-type"))
+        report_type = (_parameter(lambda: collapse_rfc2231_value(value or "")) or "").lower()
     return ParsedMessage(
-        message_id=(_message_ids(message.get("Message-ID")) or [None])[0],
+        message_id=(_message_ids(_field(message, "Message-ID")) or [None])[0],
         subject=" ".join(decode_header_value(message.get("Subject")).split()),
         from_name=from_name.strip().strip('"'),
         from_address=(from_address or "").strip() or None,
@@ -295,18 +595,18 @@ def parse_message(raw: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ParsedMe
         to=[a for _, a in _addresses(message, "To") if a],
         cc=[a for _, a in _addresses(message, "Cc") if a],
         date=date,
-        in_reply_to=(_message_ids(message.get("In-Reply-To")) or [None])[0],
-        references=_message_ids(message.get("References")),
+        in_reply_to=(_message_ids(_field(message, "In-Reply-To")) or [None])[0],
+        references=_message_ids(_field(message, "References")),
         headers=headers,
-        text=body.strip(),
+        text=text.strip(),
         new_text=split.new_text,
         quoted_text=split.quoted,
         signature=split.signature,
         sign_off_name=split.sign_off_name,
         html_only=html_only,
-        attachments=attachments,
-        language=_language(split.new_text or body),
+        attachments=body.attachments,
+        language=_language(split.new_text or text),
         size=len(raw),
         is_delivery_report=report_type == "delivery-status",
-        defects=defects,
+        defects=defects + list(notes.values()),
     )

@@ -11,7 +11,8 @@ from apps.inbox.progress import follow
 
 class Command(BaseCommand):
     help = ("Ingest mail from .eml files, mbox files, maildirs and folders of them, and queue it "
-            "for triage. A file that cannot be read is reported and the rest go on.")  # fmt: skip
+            "for triage. A file that is not mail or is too large is kept as a failed message with "
+            "the reason; one that cannot be read is reported; the rest go on.")  # fmt: skip
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("paths", nargs="+", metavar="PATH")
@@ -23,8 +24,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         report = ingest_paths(options["paths"], on_error=lambda e: self.stderr.write(f"error: {e}"))
         ids, errors = report.message_ids, report.errors
+        kept = f" ({report.refused} of them kept as failed messages)" if report.refused else ""
         self.stdout.write(f"Stored {report.stored} new messages, {report.duplicates} already "
-                          f"stored, {errors} not ingested.")  # fmt: skip
+                          f"stored, {errors} not ingested{kept}.")  # fmt: skip
         if options["wait"] and ids:
             self.stdout.write("Waiting for the workers (Ctrl-C stops waiting; the work goes on).")
             counts = follow(ids, self.stdout.write, timeout=options["timeout"])

@@ -17,6 +17,12 @@ from apps.triage.services import get_triager
 BASE = Path(settings.BASE_DIR)
 
 
+def _no_corpus(problem: str) -> str:
+    return (f"{problem} The spam figures need a labelled corpus: the SpamAssassin layout, spam-* "
+            "and ham folders of raw messages. Set MAILSCORE_SPAM_CORPUS or pass --spam-data to "
+            "where it is, or leave the spam figures out with --skip-spam.")  # fmt: skip
+
+
 class Command(BaseCommand):
     help = ("Print quality figures: spam precision/recall/F1 by k-fold cross-validation on a corpus, "
             "and category accuracy, confusion matrix and priority agreement on a labelled mailbox.")  # fmt: skip
@@ -40,6 +46,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
+        if not options["skip_spam"] and not Path(options["spam_data"]).is_dir():
+            # Said before the models load, which takes a while.
+            raise CommandError(_no_corpus(f"No corpus at {options['spam_data']}."), returncode=2)
         try:
             triager = get_triager()
         except ModelLoadError as exc:
@@ -48,7 +57,12 @@ class Command(BaseCommand):
         try:
             labelled = load_labelled(options["labelled"], options["labels"])
         except (OSError, ValueError) as exc:
-            raise CommandError(f"Cannot use the labelled set: {exc}", returncode=2) from exc
+            raise CommandError(
+                f"Cannot use the labelled set: {exc}. It is a mailbox (--labelled) and a CSV of "
+                "message_id,category,priority (--labels); by default the bundled "
+                "samples/demo.mbox and samples/demo_labels.csv.",
+                returncode=2,
+            ) from exc
         report["triage"] = evaluate_triage(triager, labelled)
         if not options["skip_spam"]:
             progress = lambda text: self.stderr.write(text)  # noqa: E731
@@ -57,7 +71,7 @@ class Command(BaseCommand):
                     options["spam_data"], limit=options["limit"], progress=progress
                 )
             except FileNotFoundError as exc:
-                raise CommandError(str(exc), returncode=2) from exc
+                raise CommandError(_no_corpus(str(exc)), returncode=2) from exc
             if triager.encoder is not None:
                 embed(corpus, triager.encoder, progress)
             augmentation = taxonomy_augmentation(triager.taxonomy, triager.encoder)

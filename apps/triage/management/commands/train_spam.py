@@ -33,7 +33,11 @@ class Command(BaseCommand):
         try:
             corpus = load_corpus(options["data"], limit=options["limit"], progress=progress)
         except FileNotFoundError as exc:
-            raise CommandError(str(exc), returncode=2) from exc
+            raise CommandError(
+                f"{exc} Training needs a labelled corpus: the SpamAssassin layout, spam-* and ham "
+                "folders of raw messages. Set MAILSCORE_SPAM_CORPUS or pass --data to where it is.",
+                returncode=2,
+            ) from exc
         triage = settings.MAILSCORE_TRIAGE
         try:
             encoder = load_encoder(triage["encoder_path"] or None, device=triage["device"],

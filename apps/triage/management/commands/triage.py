@@ -10,8 +10,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.inbox.batch import MemoryBatch
-from apps.inbox.engine import MessageTooLarge, parse_message
+from apps.inbox.engine import UnparseableMessage, parse_message
 from apps.inbox.engine.mailbox import iter_messages
+from apps.inbox.ingest import parse_limits
 from apps.inbox.models import MessageStatus
 from apps.triage.engine.encoder import ModelLoadError
 from apps.triage.services import get_triager
@@ -44,7 +45,7 @@ class Command(BaseCommand):
             )
         errors = done = 0
         batch: list[tuple[str, object]] = []
-        limit = settings.MAILSCORE_MAX_MESSAGE_BYTES
+        limit, limits = settings.MAILSCORE_MAX_MESSAGE_BYTES, parse_limits()
         show_progress = sys.stderr.isatty()
         for item in iter_messages(options["paths"]):
             if item.error:
@@ -52,8 +53,8 @@ class Command(BaseCommand):
                 self.stderr.write(f"error: {item.error}")
                 continue
             try:
-                batch.append((item.source, parse_message(item.raw, max_bytes=limit)))
-            except MessageTooLarge as exc:
+                batch.append((item.source, parse_message(item.raw, max_bytes=limit, limits=limits)))
+            except UnparseableMessage as exc:
                 errors += 1
                 self.stderr.write(f"error: {item.source}: {exc}")
                 continue
