@@ -1,7 +1,7 @@
 """End to end: real mail through API ingest, Redis, the worker pools and PostgreSQL to triaged,
 next to `manage.py triage` (the same engines in one process) on the same messages, in one run.
 
-The system is started as `make run` starts it (honcho: gunicorn, one worker per queue, beat,
+The system is started as `make run` starts it (under supervisord: gunicorn, one worker per queue, beat,
 Flower) on a fresh embedded PostgreSQL and Redis. The clock runs from the first POST until every
 message is triaged (or failed). The in-process figure is the triage command itself, called with
 its models already loaded, on the same messages written out as files.
