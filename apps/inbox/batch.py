@@ -203,15 +203,12 @@ class ClaimedBatch(Batch):
         if not messages:
             return
         now = now or timezone.now()
+        lease = now + timedelta(seconds=self.lease_seconds)
         for message in messages:
             message.updated_at = now
             if message.status == MessageStatus.PROCESSING:
-                if message.lease_expires_at is None or message.lease_expires_at < now:
-                    message.lease_expires_at = now + timedelta(seconds=self.lease_seconds)
-                else:  # hand on with a fresh lease, unless deferred further than that
-                    message.lease_expires_at = max(
-                        message.lease_expires_at, now + timedelta(seconds=self.lease_seconds)
-                    )
+                # Handed on with a fresh lease, unless deferred further than that.
+                message.lease_expires_at = max(message.lease_expires_at or now, lease)
             else:  # finished or failed: the claim ends here
                 message.claim, message.lease_expires_at = None, None
         Message.objects.bulk_update(
