@@ -43,8 +43,8 @@ class MessageAdmin(admin.ModelAdmin):
         queued, busy = rerun(list(queryset.values_list("id", flat=True)))
         self.message_user(request, f"Queued {len(queued)} messages for a new run.")
         if busy:
-            self.message_user(request, f"{len(busy)} are still being processed and were left "
-                              "alone.", level=messages.WARNING)  # fmt: skip
+            self.message_user(request, f"{len(busy)} were left alone: still being processed, or "
+                              "refused at ingest as not mail.", level=messages.WARNING)  # fmt: skip
 
 
 @admin.register(ImapMailbox)
