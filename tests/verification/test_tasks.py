@@ -3,8 +3,8 @@
 import pytest
 from celery.contrib.testing.worker import start_worker
 
-from tasks.queues import CeleryQueue
 from mailscore.celery import app
+from tasks.queues import CeleryQueue
 from tasks.verification import verify_address
 
 
