@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, field
 
 from tests.farm.dns_server import Zone, start_dns
-from tests.farm.smtp_servers import Behaviour, FarmSMTP, Mailboxes, ServerStats, _Tarpit
+from tests.farm.smtp_servers import Behaviour, FarmSMTP, Mailboxes, ServerStats, Tarpit
 
 
 @dataclass
@@ -79,7 +79,7 @@ class Farm:
             stats = ServerStats()
             self.stats[spec.ip] = stats
             if spec.kind == "tarpit":
-                server = await loop.create_server(lambda s=stats: _Tarpit(s), spec.ip, self.port)
+                server = await loop.create_server(lambda s=stats: Tarpit(s), spec.ip, self.port)
             else:
                 behaviour = Behaviour(
                     spec.kind,

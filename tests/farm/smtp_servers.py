@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from aiosmtpd.smtp import SMTP
 
@@ -122,13 +123,44 @@ class FarmSMTP(SMTP):
             self.behaviour.stats.tls_sessions += 1
 
 
-class _Tarpit(asyncio.Protocol):
+class Tarpit(asyncio.Protocol):
+    """Accepts connections and never greets. A test may let go of them: after release(), it
+    hangs up on every connection, held or new, until hold() again."""
+
+    held: ClassVar[list] = []
+    released: ClassVar[bool] = False
+    # The farm's event loop, where release() must run (set by whoever starts the farm).
+    loop: ClassVar[asyncio.AbstractEventLoop | None] = None
+
     def __init__(self, stats: ServerStats) -> None:
         self.stats = stats
 
     def connection_made(self, transport) -> None:
         self.stats.connections += 1
         self.transport = transport  # held open, never written to
+        if Tarpit.released:
+            transport.close()
+        else:
+            Tarpit.held.append(transport)
 
     def data_received(self, data: bytes) -> None:
         pass
+
+    @classmethod
+    def hold(cls) -> None:
+        cls.released = False
+
+    @classmethod
+    def open_connections(cls) -> int:
+        return sum(1 for transport in cls.held if not transport.is_closing())
+
+    @classmethod
+    def release(cls) -> None:
+        def hang_up() -> None:
+            cls.released = True
+            for transport in cls.held:
+                transport.close()
+            cls.held.clear()
+
+        assert cls.loop is not None, "the farm is not running"
+        cls.loop.call_soon_threadsafe(hang_up)

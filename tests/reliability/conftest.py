@@ -3,7 +3,6 @@ whole mailscore per test (or per module), stopped whatever happened, its logs sh
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import sys
@@ -13,14 +12,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 from django.conf import settings
 
 from tests.farm import Farm, FarmSpec
-from tests.farm import farm as farm_module
-from tests.farm.smtp_servers import ServerStats, _Tarpit
+from tests.farm.smtp_servers import ServerStats, Tarpit
 from tests.reliability.system import (
     PROCESSES,
     FarmAddress,
@@ -56,46 +53,11 @@ class RcptLog:
         behaviour.handle_RCPT = counted
 
 
-class HeldTarpit(_Tarpit):
-    """The farm's tarpit (accepts, never greets), whose connections a test can let go: after
-    release(), it hangs up on every connection, held or new, until hold() again."""
-
-    held: ClassVar[list] = []
-    released: ClassVar[bool] = False
-    loop: ClassVar[asyncio.AbstractEventLoop | None] = None
-
-    def connection_made(self, transport) -> None:
-        super().connection_made(transport)
-        if HeldTarpit.released:
-            transport.close()
-        else:
-            HeldTarpit.held.append(transport)
-
-    @classmethod
-    def hold(cls) -> None:
-        cls.released = False
-
-    @classmethod
-    def open_connections(cls) -> int:
-        return sum(1 for transport in cls.held if not transport.is_closing())
-
-    @classmethod
-    def release(cls) -> None:
-        def hang_up() -> None:
-            cls.released = True
-            for transport in cls.held:
-                transport.close()
-            cls.held.clear()
-
-        assert cls.loop is not None, "the farm is not running"
-        cls.loop.call_soon_threadsafe(hang_up)
-
-
 @dataclass
 class VerificationFarm:
     farm: Farm
     rcpts: RcptLog
-    tarpit: type[HeldTarpit]
+    tarpit: type[Tarpit]
 
     @property
     def address(self) -> FarmAddress:
@@ -116,16 +78,13 @@ def verification_farm() -> Iterator[VerificationFarm]:
     """tests/verification's farm (normal, greylisting, tarpit, dropping servers, ...) in a thread
     of the test process, reached by the workers over loopback."""
     farm = Farm(FarmSpec(servers=SCENARIO_SERVERS, records=SCENARIO_RECORDS))
-    with pytest.MonkeyPatch.context() as patch:
-        # The name the farm makes each tarpit connection's protocol from.
-        patch.setattr(farm_module, "_Tarpit", HeldTarpit)
-        farm.start_in_thread()
-        HeldTarpit.loop = farm._loop
-        rcpts = RcptLog()
-        for behaviour in farm.behaviours.values():
-            rcpts.attach(behaviour)
-        yield VerificationFarm(farm, rcpts, HeldTarpit)
-        farm.stop_thread()
+    farm.start_in_thread()
+    Tarpit.loop = farm._loop
+    rcpts = RcptLog()
+    for behaviour in farm.behaviours.values():
+        rcpts.attach(behaviour)
+    yield VerificationFarm(farm, rcpts, Tarpit)
+    farm.stop_thread()
 
 
 @pytest.fixture(scope="session")
