@@ -17,6 +17,7 @@ app.conf.imports = (
     "tasks.verification",
     "tasks.maintenance",
     "tasks.ingest",
+    "tasks.review",
 )
 
 
@@ -33,3 +34,13 @@ def schedule_periodic_tasks(sender: Celery, **_) -> None:
     sender.add_periodic_task(24 * 3600, apply_retention.s(), name="apply-retention")
     sender.add_periodic_task(settings.MAILSCORE_SWEEP_SECONDS, sweep.s(), name="sweep")
     sender.add_periodic_task(settings.MAILSCORE_IMAP_POLL_SECONDS, poll_imap.s(), name="poll-imap")
+    if settings.MAILSCORE_RETRAIN_NIGHTLY:
+        from celery.schedules import crontab
+
+        from tasks.review import retrain_from_feedback
+
+        sender.add_periodic_task(
+            crontab(hour=settings.MAILSCORE_RETRAIN_HOUR, minute=0),
+            retrain_from_feedback.s(),
+            name="retrain-nightly",
+        )

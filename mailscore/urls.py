@@ -6,11 +6,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from apps.core.views import health
-from apps.inbox.api import MessageViewSet
+from apps.review.api import ReviewedMessageViewSet
 
 router = DefaultRouter(trailing_slash=False)
 router.include_root_view = False
-router.register("messages", MessageViewSet, basename="message")
+router.register("messages", ReviewedMessageViewSet, basename="message")
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.core import partitions
+from apps.core.retention import retention_days
 from tasks.base import mailscore_task
 from tasks.queues import CeleryQueue
 
@@ -17,7 +18,7 @@ def create_partitions() -> list[str]:
     return partitions.ensure_partitions(
         timezone.now(),
         months_ahead=settings.MAILSCORE_PARTITION_MONTHS_AHEAD,
-        retention_days=settings.MAILSCORE_RETENTION_DAYS,
+        retention_days=retention_days(),
     )
 
 
@@ -26,7 +27,7 @@ def apply_retention() -> list[dict]:
     """Archive, then drop, every partition older than the retention period."""
     done = partitions.apply_retention(
         timezone.now(),
-        retention_days=settings.MAILSCORE_RETENTION_DAYS,
+        retention_days=retention_days(),
         archive_dir=settings.MAILSCORE_ARCHIVE_DIR,
     )
     return [{"partition": a.name, "rows": a.rows, "archive": str(a.path)} for a in done]

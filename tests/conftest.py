@@ -15,3 +15,13 @@ def redis_client():
     for key in client.scan_iter(f"{prefix}*"):
         client.delete(key)
     client.close()
+
+
+@pytest.fixture
+def team_configuration(db):
+    """The categories and templates a migrated installation starts with. A transactional test
+    empties every table when it ends, the migration's rows included: this puts them back."""
+    from apps.triage.models import CategoryConfig, ConfigRevision, ReplyTemplate
+    from apps.triage.seeding import seed
+
+    seed(CategoryConfig, ReplyTemplate, ConfigRevision)

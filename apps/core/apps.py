@@ -11,11 +11,12 @@ def _create_partitions(sender, using, **kwargs) -> None:
     from django.utils import timezone
 
     from apps.core.partitions import ensure_partitions
+    from apps.core.retention import retention_days
 
     ensure_partitions(
         timezone.now(),
         months_ahead=settings.MAILSCORE_PARTITION_MONTHS_AHEAD,
-        retention_days=settings.MAILSCORE_RETENTION_DAYS,
+        retention_days=retention_days(),
     )
 
 

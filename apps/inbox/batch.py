@@ -53,6 +53,7 @@ class Batch:
     # Whether later steps run in other processes: then what one step leaves for the next (the
     # encoder's output) goes through Redis rather than staying in scratch.
     shared_between_processes = False
+    stored = True  # its messages are rows in the database
 
     def __init__(self, *, reraise: tuple[type[BaseException], ...] = ()) -> None:
         self.step = ""
@@ -220,6 +221,8 @@ class ClaimedBatch(Batch):
 
 class MemoryBatch(Batch):
     """Unsaved messages carried through every step in this process, for manage.py triage."""
+
+    stored = False  # its messages are not rows: nothing to look up beside them
 
     def __init__(self, parsed: list[ParsedMessage]) -> None:
         super().__init__()

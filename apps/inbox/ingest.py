@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from apps.core.retention import retention_days
 from apps.inbox.engine import (
     Envelope,
     MessageTooLarge,
@@ -85,7 +86,7 @@ def received_at_for(parsed: Envelope, now: datetime) -> datetime:
     Plausible means inside the retention period and not ahead of our clock: older mail would
     land in a partition that retention has dropped or is about to."""
     date = parsed.date.astimezone(UTC) if parsed.date else None
-    oldest = now - timedelta(days=settings.MAILSCORE_RETENTION_DAYS)
+    oldest = now - timedelta(days=retention_days())
     if date is not None and oldest <= date <= now + FUTURE_TOLERANCE:
         return date.replace(microsecond=0)
     return now

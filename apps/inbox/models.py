@@ -7,6 +7,7 @@ primary key is (id, received_at), because PostgreSQL requires the partition key 
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 
@@ -15,11 +16,22 @@ class MessageStatus(models.TextChoices):
     PROCESSING = "processing", "Processing"
     TRIAGED = "triaged", "Triaged"
     NEEDS_REVIEW = "needs_review", "Needs review"
+    DONE = "done", "Done"
     FAILED = "failed", "Failed"
 
 
 # A message may be re-run once nothing is working on it.
-RERUNNABLE = (MessageStatus.TRIAGED, MessageStatus.NEEDS_REVIEW, MessageStatus.FAILED)
+RERUNNABLE = (
+    MessageStatus.TRIAGED,
+    MessageStatus.NEEDS_REVIEW,
+    MessageStatus.DONE,
+    MessageStatus.FAILED,
+)
+# What a reviewer can act on: the chain has finished with it.
+REVIEWABLE = (MessageStatus.TRIAGED, MessageStatus.NEEDS_REVIEW, MessageStatus.DONE)
+# The work still to do, in the reviewers' queue.
+OPEN = (MessageStatus.NEEDS_REVIEW, MessageStatus.TRIAGED)
+PRIORITY_LEVELS = ("P0", "P1", "P2", "P3")
 
 
 class MessageSource(models.TextChoices):
@@ -90,12 +102,43 @@ class Message(models.Model):
         help_text="Per step: the model or engine version, duration in ms, attempts, error.",
     )
 
+    thread_key = models.CharField(
+        max_length=64,
+        blank=True,
+        db_index=True,
+        help_text="Shared by the messages of one conversation (References, In-Reply-To, else "
+        "the subject and correspondent).",
+    )
+    # A reviewer's decisions; the model's own stay in the fields above.
+    reviewed_category = models.CharField(max_length=64, blank=True)
+    reviewed_priority = models.CharField(max_length=16, blank=True)
+    reviewed_draft = models.TextField(blank=True)
+    draft_approved_at = models.DateTimeField(null=True, blank=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )  # fmt: skip
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="assigned_messages",
+    )  # fmt: skip
+
     class Meta:
         db_table = "inbox_message"
         ordering = ["-received_at", "-id"]
 
     def __str__(self) -> str:
         return f"{self.subject or '(no subject)'} <{self.from_address}>"
+
+    @property
+    def effective_category(self) -> str:
+        """The reviewer's category where there is one, else the model's."""
+        return self.reviewed_category or self.category
+
+    @property
+    def effective_priority(self) -> str:
+        return self.reviewed_priority or self.priority
 
 
 class ImapMailbox(models.Model):

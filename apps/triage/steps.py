@@ -11,6 +11,7 @@ import numpy as np
 from apps.inbox.batch import Batch
 from apps.inbox.engine.stored import parsed_to_json
 from apps.inbox.models import Message
+from apps.inbox.threads import assign_threads
 from apps.triage import encodings
 from apps.triage.engine.encoder import Encoded
 from apps.triage.engine.pipeline import Triager
@@ -74,19 +75,24 @@ def classify(batch: Batch) -> list[int]:
         decisions = triager.classify(parsed, encoded.vectors if encoded else None)
         if encoded is not None:
             _keep_encodings(batch, triager, messages, encoded)
-        return decisions
+        threads = (assign_threads(messages, parsed) if batch.stored
+                   else {m.id: "" for m in messages})  # fmt: skip
+        return [(decision, threads[m.id]) for m, decision in zip(messages, decisions, strict=True)]
 
-    def apply(message, decision):
+    def apply(message, result):
+        decision, thread_key = result
         # The parsed form is stored here, not at ingest, to keep the request path light; later
         # steps read it instead of parsing the bytes again.
         message.parsed = parsed_to_json(batch.parsed_of([message])[0])
         message.category = decision.label
         message.category_confidence = decision.confidence
         message.category_result = decision.to_dict()
+        message.thread_key = thread_key
 
     version = f"{triager.versions['classifier']} / {triager.versions['encoder']}"
     return batch.save(batch.compute(work), apply, version,
-                      ["parsed", "category", "category_confidence", "category_result"])  # fmt: skip
+                      ["parsed", "category", "category_confidence", "category_result",
+                       "thread_key"])  # fmt: skip
 
 
 def prioritize(batch: Batch) -> list[int]:
@@ -94,8 +100,14 @@ def prioritize(batch: Batch) -> list[int]:
     batch.begin("prioritize")
     triager = get_triager()
 
+    found = (
+        _found_encodings(batch, triager, required=False) if triager.learned.corrections else None
+    )
+
     def work(messages, parsed):
-        return triager.prioritize(parsed, [m.category for m in messages])
+        encoded = _encoded_for(found, messages)
+        return triager.prioritize(parsed, [m.category for m in messages],
+                                  encoded.vectors if encoded is not None else None)  # fmt: skip
 
     def apply(message, decision):
         message.priority = decision.level
@@ -150,6 +162,7 @@ def draft_reply(batch: Batch) -> list[int]:
 
     version = (
         f"templates {triager.versions['templates']} / generator {triager.versions['generator']}"
+        f" / replies model:{triager.versions['model']}"
     )
     return batch.save(batch.compute(work), apply, version,
                       ["draft_reply", "draft_result", "sender_trust", "sender_result"])  # fmt: skip

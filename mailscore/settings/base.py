@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "apps.inbox",
     "apps.triage",
     "apps.verification",
+    "apps.review",
     "tasks",
 ]
 
@@ -214,6 +215,9 @@ MAILSCORE_GENERATE_SOFT_TIME_LIMIT = env_int("MAILSCORE_GENERATE_SOFT_TIME_LIMIT
 MAILSCORE_PRELOAD_MODELS = env_bool("MAILSCORE_PRELOAD_MODELS", False)
 # Category confidence below this puts a triaged message in the review queue.
 MAILSCORE_REVIEW_CONFIDENCE = env_float("MAILSCORE_REVIEW_CONFIDENCE", 0.5)
+# Retrain from reviewers' feedback every night at this hour (UTC), when there is new feedback.
+MAILSCORE_RETRAIN_NIGHTLY = env_bool("MAILSCORE_RETRAIN_NIGHTLY", False)
+MAILSCORE_RETRAIN_HOUR = env_int("MAILSCORE_RETRAIN_HOUR", 3)
 # Whether the chain's sender check talks SMTP (it always checks syntax and DNS).
 MAILSCORE_PIPELINE_SMTP = env_bool("MAILSCORE_PIPELINE_SMTP", True)
 # A chain's claim on its batch lasts this long unless renewed; every step renews it while it

@@ -12,6 +12,9 @@ from apps.inbox.engine import parse_message
 from apps.triage.engine.spam import SpamHead, spam_document
 from tests.triage.conftest import SAMPLES
 
+# The commands triage with the team's configuration, read from the database.
+pytestmark = pytest.mark.django_db
+
 REQUIRED = {"source", "message_id", "from", "subject", "category", "priority", "summary", "draft_reply",
             "verification", "timings"}  # fmt: skip
 

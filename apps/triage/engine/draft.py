@@ -42,15 +42,42 @@ class ApprovedReply:
     category: str
     message_vector: np.ndarray
     text: str
+    label: str = "an approved reply"
 
 
 @dataclass
 class Draft:
     text: str
     source: str  # "template", "retrieved" or "generator"
+    origin: str = ""  # in words: which template or which approved reply it came from
 
     def to_dict(self) -> dict:
-        return {"text": self.text, "source": self.source}
+        return {"text": self.text, "source": self.source, "origin": self.origin}
+
+
+_NO_REPLY_SENDER = re.compile(
+    r"^(no[-_.]?reply|do[-_.]?not[-_.]?reply|donotreply|mailer-daemon|postmaster|bounces?)"
+    r"([-+._].*)?@",
+    re.I,
+)
+
+
+def no_reply_reason(message: ParsedMessage) -> str | None:
+    """Why nobody should answer this message, whatever its category: a sender that reads no
+    replies, a machine that wrote it, or a list that would send the answer to everyone."""
+    sender = message.from_address or ""
+    if _NO_REPLY_SENDER.match(sender):
+        return f"the sender {sender} takes no replies"
+    auto_submitted = (message.header("Auto-Submitted") or "").strip().lower()
+    if auto_submitted and auto_submitted != "no":
+        return f"sent automatically (Auto-Submitted: {auto_submitted})"
+    for name in ("List-Id", "List-Post", "List-Unsubscribe"):
+        if message.header(name) is not None:
+            return f"sent to a mailing list ({name} header)"
+    precedence = (message.header("Precedence") or "").strip().lower()
+    if precedence in ("bulk", "list", "junk", "auto_reply"):
+        return f"bulk mail (Precedence: {precedence})"
+    return None
 
 
 def load_templates(path: str | Path | None = None) -> dict:
@@ -159,7 +186,8 @@ def compose_draft(
     name = first_name(message)
     greeting = f"Hi {name}," if name else "Hello,"
     closing = (
-        f"{templates.get('closing', 'Best regards,')}\n{templates.get('team', 'The Support Team')}"
+        f"{voice.get('closing') or templates.get('closing', 'Best regards,')}\n"
+        f"{voice.get('team') or templates.get('team', 'The Support Team')}"
     )
 
     if library and message_vector is not None and not suspicious:
@@ -172,7 +200,8 @@ def compose_draft(
                 lines = body.split("\n")
                 if lines and re.match(r"^(hi|hello|dear)\b", lines[0], re.I):
                     body = "\n".join(lines[1:]).strip()
-                return Draft(f"{greeting}\n\n{body}", "retrieved")
+                return Draft(f"{greeting}\n\n{body}", "retrieved",
+                             f"{candidates[best].label} (similarity {scores[best]:.2f})")  # fmt: skip
 
     paragraphs = [voice["opening"]]
     source = "template"
@@ -192,4 +221,7 @@ def compose_draft(
         if noted:
             paragraphs.append(f"We have noted {' and '.join(noted)}.")
     paragraphs.append(voice["body"])
-    return Draft(f"{greeting}\n\n" + "\n\n".join(paragraphs) + f"\n\n{closing}", source)
+    origin = f"the {voice.get('name', category)} template"
+    if source == "generator":
+        origin += " and a generated restatement"
+    return Draft(f"{greeting}\n\n" + "\n\n".join(paragraphs) + f"\n\n{closing}", source, origin)

@@ -11,10 +11,22 @@ import time
 from dataclasses import dataclass, field
 
 from apps.inbox.engine import ParsedMessage
-from apps.triage.engine.classify import CategoryDecision, Classifier, category_text
-from apps.triage.engine.draft import ApprovedReply, Draft, compose_draft, load_templates
+from apps.triage.engine.classify import CategoryDecision, Classifier, SenderLists, category_text
+from apps.triage.engine.draft import (
+    ApprovedReply,
+    Draft,
+    compose_draft,
+    load_templates,
+    no_reply_reason,
+)
 from apps.triage.engine.encoder import Encoded, ModelLoadError, load_encoder
-from apps.triage.engine.priority import PriorityDecision, PriorityPolicy, prioritize
+from apps.triage.engine.learning import Learned, score_for_level
+from apps.triage.engine.priority import (
+    PriorityDecision,
+    PriorityPolicy,
+    level_for,
+    prioritize,
+)
 from apps.triage.engine.sentences import split_sentences
 from apps.triage.engine.spam import SpamHead, packaged_head_path, spam_document
 from apps.triage.engine.summarize import MAX_CHARS, extractive_summary, fit_to_limit
@@ -47,6 +59,17 @@ class TriageConfig:
     vip_domains: tuple[str, ...] = ()
     own_domains: tuple[str, ...] = ()
     trusted_authserv_ids: tuple[str, ...] = ()
+
+
+@dataclass
+class TriageSetup:
+    """The part of triage a team changes while it runs: rebuilt without loading a model."""
+
+    taxonomy: Taxonomy
+    templates: dict
+    policy: PriorityPolicy
+    senders: SenderLists = field(default_factory=SenderLists)
+    learned: Learned = field(default_factory=Learned)
 
 
 @dataclass
@@ -96,34 +119,48 @@ class Triager:
             self.degraded = (
                 "fallback mode: rules and the light model (MAILSCORE_TRIAGE_MODE=fallback)"
             )
-        self.taxonomy = Taxonomy.load(config.taxonomy_path or None)
         head_path = (config.spam_head_path or packaged_head_path("full")) if self.encoder else (
             config.light_spam_head_path or packaged_head_path("light"))  # fmt: skip
         try:
-            spam_head = SpamHead.load(head_path)
+            self.spam_head = SpamHead.load(head_path)
         except (OSError, ValueError, KeyError) as exc:
             raise ModelLoadError(f"Could not load the spam head from {head_path}: {exc}") from exc
-        if self.encoder and spam_head.embedding_dimension not in (0, self.encoder.dimension):
+        if self.encoder and self.spam_head.embedding_dimension not in (0, self.encoder.dimension):
             raise ModelLoadError(
-                f"The spam head at {head_path} was trained on {spam_head.embedding_dimension}-"
+                f"The spam head at {head_path} was trained on {self.spam_head.embedding_dimension}-"
                 f"dimensional embeddings; the encoder gives {self.encoder.dimension}. Retrain it "
                 "with manage.py train_spam."
             )
-        self.classifier = Classifier(self.taxonomy, spam_head, self.encoder)
-        self.templates = load_templates(config.templates_path or None)
-        self.policy = PriorityPolicy(frozenset(a.lower() for a in config.vip_addresses),
-                                     frozenset(d.lower() for d in config.vip_domains))  # fmt: skip
         self.generator = None
         if config.generator_path:
             from apps.triage.engine.generator import load_generator
 
             self.generator = load_generator(config.generator_path, device=config.device)
+        self.reconfigure(TriageSetup(
+            taxonomy=Taxonomy.load(config.taxonomy_path or None),
+            templates=load_templates(config.templates_path or None),
+            policy=PriorityPolicy(frozenset(a.lower() for a in config.vip_addresses),
+                                  frozenset(d.lower() for d in config.vip_domains)),
+        ))  # fmt: skip
+
+    def reconfigure(self, setup: TriageSetup) -> None:
+        """Take a new taxonomy, templates, sender rules and learned model. The category head is
+        refitted (a second or so); the encoder and spam head stay as they are."""
+        classifier = Classifier(setup.taxonomy, self.spam_head, self.encoder,
+                                learned=setup.learned, senders=setup.senders)  # fmt: skip
+        self.setup = setup
+        self.taxonomy = setup.taxonomy
+        self.templates = setup.templates
+        self.policy = setup.policy
+        self.learned = setup.learned
+        self.classifier = classifier
         self.versions = {
             "encoder": self.encoder.version if self.encoder else "none (fallback)",
             "classifier": self.classifier.version,
-            "priority": PRIORITY_RULES_VERSION,
+            "priority": f"{PRIORITY_RULES_VERSION}+model:{setup.learned.version}",
             "templates": str(self.templates.get("version", "custom")),
             "generator": self.generator.version if self.generator else "none",
+            "model": setup.learned.version,
         }
 
     @property
@@ -149,7 +186,7 @@ class Triager:
         classify_ms = _per_message(started, count)
 
         started = time.perf_counter()
-        priorities = self.prioritize(messages, [d.label for d in decisions])
+        priorities = self.prioritize(messages, [d.label for d in decisions], vectors)
         prioritize_ms = _per_message(started, count)
 
         started = time.perf_counter()
@@ -198,11 +235,25 @@ class Triager:
         return self.classifier.classify(messages, vectors, [spam_document(m) for m in messages])
 
     def prioritize(
-        self, messages: list[ParsedMessage], labels: list[str]
+        self, messages: list[ParsedMessage], labels: list[str], vectors=None
     ) -> list[PriorityDecision]:
-        return [
+        """The rules' score and level; where a reviewer set the level of a message close to
+        this one, their level, with the rules' reasons kept beside it."""
+        decisions = [
             prioritize(m, label, self.policy) for m, label in zip(messages, labels, strict=True)
         ]
+        if vectors is None or not self.learned.corrections:
+            return decisions
+        for i, decision in enumerate(decisions):
+            near = self.learned.nearest_priority(vectors[i], labels[i])
+            if near is None or near.value == decision.level or labels[i] in NO_REPLY:
+                continue
+            decision.score = score_for_level(decision.score, near.value)
+            decision.level = level_for(decision.score)
+            decision.reasons.insert(0, f"a reviewer set a message like this one to {near.value} "
+                                       f"(similarity {near.similarity:.2f}, model "
+                                       f"{self.learned.version})")  # fmt: skip
+        return decisions
 
     def summarize(self, messages: list[ParsedMessage], encoded: Encoded | None) -> list[str]:
         summaries = []
@@ -238,6 +289,8 @@ class Triager:
     ) -> list[tuple[Draft | None, TrustReport]]:
         """A draft for each message whose category expects a reply, and the sender's trust,
         which decides whether the message's own words may appear in that draft."""
+        if library is None:
+            library = self.learned.replies
         results: list[tuple[Draft | None, TrustReport]] = []
         needs_ack = []
         for i, message in enumerate(messages):
@@ -249,6 +302,7 @@ class Triager:
                 label in NO_REPLY
                 or label not in self.taxonomy
                 or not self.taxonomy[label].expects_reply
+                or no_reply_reason(message)
             ):
                 continue
             needs_ack.append(i)

@@ -34,6 +34,8 @@ _IMPACT = re.compile(
 class PriorityPolicy:
     vip_addresses: frozenset[str] = frozenset()
     vip_domains: frozenset[str] = frozenset()
+    # Where each category starts; CATEGORY_BASE for categories not named here.
+    category_base: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -63,7 +65,7 @@ def prioritize(
     if category in NO_REPLY:
         return PriorityDecision(0, "P3", [f"category {category}: no action needed"])
     reasons: list[str] = []
-    score = CATEGORY_BASE.get(category, 10)
+    score = policy.category_base.get(category, CATEGORY_BASE.get(category, 10))
     reasons.append(f"category {category} (+{score})")
     text = f"{message.subject}\n{message.new_text or message.text}"
 

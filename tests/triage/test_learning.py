@@ -1,0 +1,137 @@
+"""The engine's side of learning from reviewers, sender lists and who gets no draft."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.triage.engine.classify import SenderLists, category_text
+from apps.triage.engine.draft import no_reply_reason
+from apps.triage.engine.learning import Correction, Learned
+from apps.triage.engine.pipeline import TriageSetup
+from tests.triage.conftest import make_message
+
+WARRANTY = make_message(
+    "Hi, the espresso machine I bought from you in March has stopped heating. It is still under "
+    "the two-year warranty. Can you replace or repair it? Order 448812.\n\nThanks,\nMarta",
+    subject="Warranty claim for my espresso machine",
+)
+WARRANTY_REWORDED = make_message(
+    "Hello, my coffee maker from your shop no longer warms up the water, only five months after "
+    "purchase. I believe the guarantee covers this. What do I need to do to get it fixed or "
+    "swapped? Regards, Tom",
+    subject="Coffee maker broken - covered by guarantee?",
+)
+QUOTE = make_message(
+    "Hello, could you send us the signed quote for the 40 licences by tomorrow noon? Our "
+    "purchasing committee meets at 2pm and cannot approve without it.\n\nBest, Karen",
+    subject="Signed quote needed by tomorrow",
+)
+QUOTE_REWORDED = make_message(
+    "Hi, we need your countersigned offer for the licence renewal before our approval meeting "
+    "tomorrow morning, otherwise the purchase slips a month. Thanks, Raj",
+    subject="Countersigned offer before our board meeting",
+)
+UNRELATED = make_message(
+    "Hi, could you tell me whether your enterprise plan includes single sign-on and what the "
+    "price per seat would be for 200 users?",
+    subject="Enterprise plan question",
+)
+
+
+@pytest.fixture
+def with_setup(triager):
+    """Run the session's triager with another setup, and give its own back afterwards."""
+    original = triager.setup
+
+    def use(**changes) -> None:
+        values = {field: getattr(original, field) for field in
+                  ("taxonomy", "templates", "policy", "senders", "learned")}  # fmt: skip
+        triager.reconfigure(TriageSetup(**{**values, **changes}))
+
+    yield use
+    triager.reconfigure(original)
+
+
+def corrections(triager, *items: tuple) -> Learned:
+    texts = [category_text(message) for message, *_ in items]
+    vectors = triager.encoder.encode(texts).vectors
+    return Learned("test-1", [
+        Correction(text, category=category, priority=priority, vector=vector,
+                   category_corrected=category is not None,
+                   priority_corrected=priority is not None, seen_as=seen_as)
+        for text, vector, (_, category, priority, seen_as) in zip(texts, vectors, items, strict=True)
+    ])  # fmt: skip
+
+
+def test_a_correction_reaches_a_differently_worded_message(triager, with_setup):
+    before = triager.triage([WARRANTY_REWORDED, UNRELATED])
+    assert before[0].category.label != "support"
+
+    with_setup(learned=corrections(triager, (WARRANTY, "support", None, None)))
+    after = triager.triage([WARRANTY, WARRANTY_REWORDED, UNRELATED])
+
+    assert after[0].category.label == "support"
+    assert "reviewer filed as support" in after[0].category.decided_by  # its own words again
+    assert after[1].category.label == "support" and after[1].category.decided_by == "encoder"
+    assert after[2].category.label == before[1].category.label  # unlike it: left alone
+    assert "model:test-1" in triager.versions["classifier"]
+
+
+def test_a_priority_correction_applies_within_its_category(triager, with_setup):
+    assert triager.triage([QUOTE_REWORDED])[0].priority.level != "P1"
+    with_setup(learned=corrections(triager, (QUOTE, None, "P1", "sales")))
+
+    outcome = triager.triage([QUOTE_REWORDED])[0]
+    assert outcome.category.label == "sales" and outcome.priority.level == "P1"
+    assert outcome.priority.reasons[0].startswith("a reviewer set a message like this one to P1")
+    # The same words filed under another category are not overruled.
+    other = triager.prioritize([QUOTE_REWORDED], ["support"],
+                               triager.encode([QUOTE_REWORDED]).vectors)[0]  # fmt: skip
+    assert not other.reasons[0].startswith("a reviewer")
+
+
+def test_sender_lists(triager, with_setup):
+    lottery = make_message(
+        "CONGRATULATIONS!!! You have WON $1,000,000 in our international lottery. Send your bank "
+        "details and a processing fee of $99 to claim your prize NOW!!!",
+        subject="You are a WINNER", sender="Prize Office <claims@lotto-win.test>",
+    )  # fmt: skip
+    partner = make_message("Could we move our call to Thursday?", subject="Our call",
+                           sender="Ann <ann@partner.test>")  # fmt: skip
+    assert triager.triage([lottery])[0].category.label == "spam"
+
+    with_setup(senders=SenderLists(allow=frozenset({"lotto-win.test"}),
+                                   deny=frozenset({"ann@partner.test"})))  # fmt: skip
+    allowed, denied = triager.triage([lottery, partner])
+
+    assert allowed.category.label != "spam" and "allow list" in allowed.category.decided_by
+    assert (
+        denied.category.label == "spam"
+        and denied.category.decided_by == "deny list: ann@partner.test"
+    )
+
+
+@pytest.mark.parametrize(
+    ("sender", "extra", "reason"),
+    [
+        ("No Reply <no-reply@shop.test>", "", "takes no replies"),
+        ("Billing <donotreply@bank.test>", "", "takes no replies"),
+        ("Ops <ops@acme.test>", "Auto-Submitted: auto-generated\n", "Auto-Submitted"),
+        ("Dev List <dev@lists.acme.test>", "List-Id: <dev.lists.acme.test>\n", "mailing list"),
+        ("Promo <promo@acme.test>", "Precedence: bulk\n", "bulk mail"),
+    ],
+)
+def test_no_draft_for_senders_that_read_no_replies(triager, sender, extra, reason):
+    message = make_message("My invoice 4471 shows the wrong amount, can you correct it?",
+                           subject="Invoice 4471 is wrong", sender=sender, extra=extra)  # fmt: skip
+    assert reason in no_reply_reason(message)
+    outcome = triager.triage([message])[0]
+    assert outcome.draft is None
+
+
+def test_a_person_gets_a_draft_that_names_its_template(triager):
+    message = make_message("My invoice 4471 shows the wrong amount, can you correct it?",
+                           subject="Invoice 4471 is wrong")  # fmt: skip
+    assert no_reply_reason(message) is None
+    outcome = triager.triage([message])[0]
+    assert outcome.draft is not None and outcome.draft.origin.endswith("template")
