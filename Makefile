@@ -3,12 +3,30 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# Where Debian's chromium and chromium-driver put them; tests/browser looks there.
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
 
-.PHONY: test run lint benchmark-verify benchmark-triage benchmark-pipeline benchmark-ingest \
-	benchmark-soak clean
+.PHONY: test browser run lint benchmark-verify benchmark-triage benchmark-pipeline \
+	benchmark-ingest benchmark-soak clean
 
-test: $(INSTALLED)
+test: $(INSTALLED) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Chromium and its driver for tests/browser, from Debian, where the packages can be installed.
+# Best effort: without them the browser tests skip, and `make test` goes on either way.
+browser:
+	@-if test -x $(CHROMIUM) && test -x $(CHROMEDRIVER); then :; \
+	elif [ "$$(id -u)" != 0 ]; then \
+		echo "browser tests will skip: chromium/chromedriver missing, and installing them needs root"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "browser tests will skip: chromium/chromedriver missing, and there is no apt-get here"; \
+	else \
+		echo "installing chromium and chromium-driver for the browser tests"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		{ apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+			|| echo "browser tests will skip: installing chromium and chromium-driver failed"; \
+	fi
 
 # The whole system on this machine: web, workers, beat, Flower, on the sample mailbox.
 run: $(INSTALLED)

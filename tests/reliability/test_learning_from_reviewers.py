@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -22,6 +23,8 @@ from tests.reliability.system import WORKERS, MailSystem, manage, wait_for
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
 FINISHED = ("triaged", "needs_review", "done", "failed")
+# Hand-written corrections, each with a differently worded message of the same kind.
+CORRECTIONS = Path(__file__).resolve().parents[2] / "samples" / "corrections.json"
 
 
 @dataclass(frozen=True)
@@ -33,94 +36,15 @@ class Case:
     priority: str | None = None
 
 
+def _message(fields: dict) -> tuple[str, str, str]:
+    return fields["from"], fields["subject"], fields["text"]
+
+
 CASES = [
-    Case(
-        "a warranty claim is support",
-        (
-            "Marta Lind <marta@customers.test>",
-            "Warranty claim for my espresso machine",
-            "Hi, the espresso machine I bought from you in March has stopped heating. It is still "
-            "under the two-year warranty. Can you replace or repair it? Order 448812.\n\nThanks,\n"
-            "Marta",
-        ),
-        (
-            "Tom Ruiz <tom@customers.test>",
-            "Coffee maker broken - covered by guarantee?",
-            "Hello, my coffee maker from your shop no longer warms up the water, only five months "
-            "after purchase. I believe the guarantee covers this. What do I need to do to get it "
-            "fixed or swapped? Regards, Tom",
-        ),
-        category="support",
-    ),
-    Case(
-        "thanks for a fix is feedback",
-        (
-            "Jo Park <jo@customers.test>",
-            "Thanks, that fixed it",
-            "Hi Sam, just confirming the reset worked and I can log in again. Thanks for the quick "
-            "help!\n\nJo",
-        ),
-        (
-            "Lee Chan <lee@customers.test>",
-            "All good now",
-            "Hello, the steps you sent solved the problem, everything works again on my side. Much "
-            "appreciated. Cheers, Lee",
-        ),
-        category="feedback",
-    ),
-    Case(
-        "an angry complaint is support",
-        (
-            "David Moss <david@customers.test>",
-            "Third time I am writing about this",
-            "This is the third time I am writing. My order arrived damaged two weeks ago, nobody "
-            "has answered, and I am honestly furious. I expect a reply today or I will dispute the "
-            "charge with my bank.\n\nDavid",
-        ),
-        (
-            "Susan Hale <susan@customers.test>",
-            "Still no answer - very disappointed",
-            "I have emailed you twice already about the broken chair you delivered and still "
-            "nothing. This is unacceptable service. If I do not hear back today I will file a "
-            "chargeback and leave a review everywhere. Susan",
-        ),
-        category="support",
-    ),
-    Case(
-        "a signed quote needed tomorrow is P1",
-        (
-            "Karen Holt <karen@buyer.test>",
-            "Signed quote needed by tomorrow",
-            "Hello, could you send us the signed quote for the 40 licences by tomorrow noon? Our "
-            "purchasing committee meets at 2pm and cannot approve without it.\n\nBest, Karen",
-        ),
-        (
-            "Raj Patel <raj@buyer.test>",
-            "Countersigned offer before our board meeting",
-            "Hi, we need your countersigned offer for the licence renewal before our approval "
-            "meeting tomorrow morning, otherwise the purchase slips a month. Thanks, Raj",
-        ),
-        priority="P1",
-    ),
-    Case(
-        "an admin login from a new country is P0",
-        (
-            "Identity Alerts <alerts@idp.test>",
-            "Unusual sign-in to the admin console",
-            "Security alert: an administrator account (ops-admin) signed in to the admin console "
-            "from Minsk, Belarus at 03:12 UTC. This country has never been used by your "
-            "organisation before. If this was not you, reset the password.",
-        ),
-        (
-            "Identity Alerts <alerts@idp.test>",
-            "New admin login from an unfamiliar location",
-            "We noticed a sign-in to the administrator account finance-admin from a location never "
-            "seen before (Lagos, Nigeria) at 04:40 UTC. Review the activity and secure the account "
-            "if you do not recognise it.",
-        ),
-        priority="P0",
-    ),
-]
+    Case(case["name"], _message(case["original"]), _message(case["paraphrase"]),
+         case["category"], case["priority"])
+    for case in json.loads(CORRECTIONS.read_text(encoding="utf-8"))["cases"]
+]  # fmt: skip
 
 
 def raw(sender: str, subject: str, body: str) -> bytes:
