@@ -115,13 +115,16 @@ class Message(models.Model):
     reviewed_draft = models.TextField(blank=True)
     draft_approved_at = models.DateTimeField(null=True, blank=True)
     reviewed_at = models.DateTimeField(null=True, blank=True)
+    # No constraint in the database: a foreign key's trigger would run on every ingest, and its
+    # deferred checks would keep retention from dropping a partition in the same transaction.
+    # Django still sets these to NULL when a user is deleted.
     reviewed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-        related_name="+",
+        related_name="+", db_constraint=False,
     )  # fmt: skip
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-        related_name="assigned_messages",
+        related_name="assigned_messages", db_constraint=False,
     )  # fmt: skip
 
     class Meta:

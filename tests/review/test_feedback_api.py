@@ -128,3 +128,16 @@ def test_done_takes_a_message_out_of_the_queue(api):
     message.refresh_from_db()
     assert message.status == MessageStatus.DONE
     assert message.reviewed_category == message.category
+
+
+def test_deleting_a_user_unassigns_their_messages(django_user_model):
+    from apps.review.services import Decision, record_feedback
+
+    colleague = django_user_model.objects.create_user("leaving", password="x")
+    message = store(raw_message())
+    record_feedback(message.id, Decision(assignee=colleague), user=colleague)
+    colleague.delete()
+    message.refresh_from_db()
+    assert message.assignee_id is None and message.reviewed_by_id is None
+    # The feedback stays, without its author.
+    assert Feedback.objects.get(message_id=message.id).user_id is None

@@ -18,6 +18,7 @@ class Migration(migrations.Migration):
             field=models.ForeignKey(
                 blank=True,
                 null=True,
+                db_constraint=False,
                 on_delete=django.db.models.deletion.SET_NULL,
                 related_name="assigned_messages",
                 to=settings.AUTH_USER_MODEL,
@@ -39,6 +40,7 @@ class Migration(migrations.Migration):
             field=models.ForeignKey(
                 blank=True,
                 null=True,
+                db_constraint=False,
                 on_delete=django.db.models.deletion.SET_NULL,
                 related_name="+",
                 to=settings.AUTH_USER_MODEL,
