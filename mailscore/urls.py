@@ -1,12 +1,14 @@
 """URL routes."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from apps.core.api import api_not_found
 from apps.core.views import health
 from apps.review.api import ReviewedMessageViewSet
+from apps.verification.api import ValidateView
 
 router = DefaultRouter(trailing_slash=False)
 router.include_root_view = False
@@ -15,6 +17,7 @@ router.register("messages", ReviewedMessageViewSet, basename="message")
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(router.urls)),
+    path("api/v1/validate", ValidateView.as_view(), name="validate"),
     path(
         "api/v1/schema",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
@@ -29,4 +32,6 @@ urlpatterns = [
     ),
     path("health", health, name="health"),
     path("", include("django_prometheus.urls")),
+    # Keep last: any other path under /api/ gets a JSON 404 in the API's error shape.
+    re_path(r"^api(?:/|$)", api_not_found),
 ]

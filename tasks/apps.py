@@ -26,5 +26,9 @@ class TasksConfig(AppConfig):
 
     def ready(self) -> None:
         check_countdowns_within_visibility()
-        from tasks import dispatch  # noqa: F401 - connects dispatch's receiver
-        from tasks import review  # noqa: F401 - connects the retrain button's receiver
+        from tasks import (
+            dispatch,  # noqa: F401 - connects dispatch's receiver
+            review,  # noqa: F401 - connects the retrain button's receiver
+            verification,  # noqa: F401 - connects the validate receiver
+            webhooks,  # noqa: F401 - connects the delivery receiver
+        )

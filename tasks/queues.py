@@ -8,6 +8,7 @@ class CeleryQueue(StrEnum):
     GENERATE = "generate"  # summarize, draft_reply
     VERIFY = "verify"  # network-bound sender and address verification
     MAINTENANCE = "maintenance"  # beat jobs: partitions, retention
+    WEBHOOKS = "webhooks"  # webhook deliveries: network-bound, to receivers outside
 
 
 # Each task's queue, as its decorator (tasks/base.py) declares it.

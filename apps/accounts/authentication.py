@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass
 
@@ -10,10 +11,12 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
 from apps.accounts.models import ApiKey, hash_key
+from apps.accounts.scopes import format_time
 
 HEADER = "X-API-Key"
 # Keys recently seen valid are trusted for this long without a query, so that a burst of
 # ingest requests costs no extra database round trip each; revoking takes effect within it.
+# Expiry is checked on every request, cached or not.
 CACHE_SECONDS = 30
 # last_used_at is written at most this often per key.
 TOUCH_SECONDS = 60
@@ -27,8 +30,24 @@ class ApiClient:
 
     key_id: int
     name: str
+    scopes: frozenset[str] = frozenset()
+    expires_at: dt.datetime | None = None
+    # The stored hash: a stable, secret-free name for the key (throttle counters use it).
+    key_hash: str = ""
     is_authenticated: bool = True
     is_anonymous: bool = False
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    def is_expired(self, now: dt.datetime | None = None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
+
+def forget(key_hash: str) -> None:
+    """Stop trusting a key from this process's cache at once (after revoking it, say); other
+    processes stop within CACHE_SECONDS."""
+    _seen.pop(key_hash, None)
 
 
 def _lookup(digest: str) -> ApiClient | None:
@@ -40,12 +59,16 @@ def _lookup(digest: str) -> ApiClient | None:
     if key is None:
         _seen.pop(digest, None)
         return None
+    client = ApiClient(key.id, key.name, frozenset(key.scopes), key.expires_at, key.key_hash)
+    if client.is_expired():
+        # Not cached: there is nothing to save on a key that is refused every time.
+        _seen.pop(digest, None)
+        return client
     if (
         key.last_used_at is None
         or (timezone.now() - key.last_used_at).total_seconds() > TOUCH_SECONDS
     ):
         ApiKey.objects.filter(id=key.id).update(last_used_at=timezone.now())
-    client = ApiClient(key.id, key.name)
     _seen[digest] = (now, client)
     return client
 
@@ -61,6 +84,11 @@ class ApiKeyAuthentication(BaseAuthentication):
         client = _lookup(hash_key(key))
         if client is None:
             raise AuthenticationFailed(f"The {HEADER} given is not a valid, unrevoked API key.")
+        if client.is_expired():
+            raise AuthenticationFailed(
+                f"The API key {client.name!r} expired at {format_time(client.expires_at)}; "
+                "ask for a new key (`python manage.py create_api_key NAME`)."
+            )
         return client, client
 
     def authenticate_header(self, request) -> str:

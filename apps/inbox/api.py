@@ -6,18 +6,31 @@ import email.errors
 import email.utils
 import hashlib
 import json
+from datetime import UTC, timedelta
 from email.message import EmailMessage
 
 import django_filters
+from django import forms
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ParseError, UnsupportedMediaType, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.response import Response
 
+from apps.accounts.scopes import Scope
+from apps.core.api import (
+    Conflict,
+    ErrorDetailSerializer,
+    ErrorSerializer,
+    FieldError,
+    PayloadTooLarge,
+    Unprocessable,
+    unstorable,
+)
 from apps.inbox.engine import MessageTooLarge
 from apps.inbox.ingest import ingest_raw, refused_at_ingest, rerun
 from apps.inbox.models import Message, MessageSource
@@ -28,6 +41,8 @@ ACCEPTED = (
     '(optional: "message_id", "date").'
 )
 JSON_FIELDS = {"from", "to", "subject", "text", "message_id", "date"}
+# The fields that become header lines: a line break in one would start another header.
+HEADER_FIELDS = ("from", "to", "subject", "message_id", "date")
 # What identifies a JSON message sent without "message_id": the same fields, the same message.
 IDENTIFYING_FIELDS = ("from", "to", "subject", "text", "date")
 
@@ -65,28 +80,80 @@ class AcceptedSerializer(serializers.Serializer):
 
 
 class RefusedSerializer(AcceptedSerializer):
-    detail = serializers.CharField()
+    error = ErrorDetailSerializer()
+
+
+DATE_TIME_ACCEPTED = (
+    "An ISO 8601 date and time is accepted, such as 2026-01-01T09:30:00Z or "
+    "2026-01-01T09:30:00+02:00, with a UTC offset under 16 hours."
+)
+
+
+class UtcDateTimeField(django_filters.fields.IsoDateTimeField):
+    default_error_messages = {"invalid": DATE_TIME_ACCEPTED}
+
+    def to_python(self, value):
+        moment = super().to_python(value)
+        if moment is None:
+            return None
+        # PostgreSQL takes offsets up to 15:59; no time zone is near that.
+        if abs(moment.utcoffset()) >= timedelta(hours=16):
+            raise forms.ValidationError(DATE_TIME_ACCEPTED, code="invalid")
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError as exc:  # the first or last day of the calendar, moved past it
+            raise forms.ValidationError(DATE_TIME_ACCEPTED, code="invalid") from exc
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcDateTimeField
 
 
 class MessageFilter(django_filters.FilterSet):
-    received_after = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
-    received_before = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
+    received_after = UtcDateTimeFilter(field_name="received_at", lookup_expr="gte")
+    received_before = UtcDateTimeFilter(field_name="received_at", lookup_expr="lt")
 
     class Meta:
         model = Message
         fields = ["status", "category", "priority", "source", "sender_verdict"]
 
 
+_HEADER_LINE = {"type": "string", "pattern": "^[^\\r\\n]*$"}
+# The two JSON forms of a message, for the OpenAPI schema.
+INGEST_JSON = {
+    "oneOf": [
+        {
+            "title": "RawMessage",
+            "type": "object",
+            "properties": {"raw": {"type": "string", "description": "The RFC 822 message."}},
+            "required": ["raw"],
+            "additionalProperties": False,
+        },
+        {
+            "title": "MessageFields",
+            "type": "object",
+            "properties": {
+                "from": {**_HEADER_LINE, "example": "Dana <dana@example.com>"},
+                "to": {
+                    "oneOf": [_HEADER_LINE, {"type": "array", "items": _HEADER_LINE}],
+                    "example": ["support@example.com"],
+                },
+                "subject": {**_HEADER_LINE, "example": "Login fails"},
+                "text": {"type": "string", "example": "I cannot log in since Monday."},
+                "message_id": _HEADER_LINE,
+                "date": {**_HEADER_LINE, "description": "An RFC 5322 date; default: now."},
+            },
+            "required": ["from", "subject", "text"],
+            "additionalProperties": False,
+        },
+    ]
+}
+
+
 class NewestFirst(CursorPagination):
     # A cursor, not page numbers: no COUNT(*) over every partition for each page.
     ordering = "-id"
     page_size = settings.MAILSCORE_API_PAGE_SIZE
-
-
-class ApiError(Exception):
-    def __init__(self, status_code: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status_code, self.detail = status_code, detail
 
 
 def stable_message_id(fields: dict) -> str:
@@ -101,18 +168,34 @@ def _compose(fields: dict) -> bytes:
     """An RFC 822 message from the JSON fields."""
     unknown = set(fields) - JSON_FIELDS
     if unknown:
-        raise ApiError(400, f"Unknown fields {sorted(unknown)}. {ACCEPTED}")
+        raise FieldError(sorted(unknown), f"Unknown fields {sorted(unknown)}. {ACCEPTED}",
+                         code="unknown_field")  # fmt: skip
     for name in ("from", "subject", "text"):
         if not isinstance(fields.get(name), str) or not fields[name].strip():
-            raise ApiError(400, f'"{name}" is required and must be a non-empty string. {ACCEPTED}')
+            raise FieldError(name, f'"{name}" is required and must be a non-empty string. '
+                             f"{ACCEPTED}", code="required")  # fmt: skip
     for name in ("message_id", "date"):
         if fields.get(name) is not None and not isinstance(fields[name], str):
-            raise ApiError(400, f'"{name}" must be a string. {ACCEPTED}')
+            raise FieldError(name, f'"{name}" must be a string. {ACCEPTED}')
     to = fields.get("to") or []
     if not isinstance(to, str) and not (
         isinstance(to, list) and all(isinstance(a, str) for a in to)
     ):
-        raise ApiError(400, f'"to" must be a string or a list of strings. {ACCEPTED}')
+        raise FieldError("to", f'"to" must be a string or a list of strings. {ACCEPTED}')
+    for name in HEADER_FIELDS:
+        values = to if name == "to" and isinstance(to, list) else [fields.get(name) or ""]
+        if any("\r" in value or "\n" in value for value in values):
+            raise FieldError(name, f'"{name}" cannot contain a line break (CR or LF): it is one '
+                             f"header line. {ACCEPTED}", code="line_break")  # fmt: skip
+    for name in sorted(JSON_FIELDS):
+        values = to if name == "to" and isinstance(to, list) else [fields.get(name) or ""]
+        # A NUL in the text is dropped with the rest of what a body cannot show; in a header it
+        # is the sender's mistake.
+        checked = [value.replace("\x00", "") if name == "text" else value for value in values]
+        problem = next(filter(None, map(unstorable, checked)), None)
+        if problem:
+            raise FieldError(name, f'"{name}" holds {problem}, which is not text. {ACCEPTED}',
+                             code="invalid_character")  # fmt: skip
     message = EmailMessage()
     try:
         message["From"] = fields["from"]
@@ -123,8 +206,9 @@ def _compose(fields: dict) -> bytes:
         message.set_content(fields["text"])
         return message.as_bytes()
     except (ValueError, TypeError, IndexError, email.errors.MessageError) as exc:
-        # A header value with a line break, say: the fields do not make a message.
-        raise ApiError(400, f"The fields do not make a valid message ({exc}). {ACCEPTED}") from exc
+        # A value the email package cannot make a header of: the fields make no message.
+        raise ValidationError(f"The fields do not make a valid message ({exc}). {ACCEPTED}",
+                              code="invalid_message") from exc  # fmt: skip
 
 
 def _raw_from_request(request) -> bytes:
@@ -141,21 +225,30 @@ def _raw_from_request(request) -> bytes:
         try:
             payload = json.loads(request.body)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"The body is not valid JSON ({exc}). {ACCEPTED}") from exc
+            raise ParseError(f"The body is not valid JSON ({exc}). {ACCEPTED}",
+                             code="invalid_json") from exc  # fmt: skip
         if not isinstance(payload, dict):
-            raise ApiError(400, f"The JSON body must be an object. {ACCEPTED}")
+            raise ParseError(f"The JSON body must be an object. {ACCEPTED}", code="not_an_object")
         if "raw" in payload:
             if set(payload) - {"raw"} or not isinstance(payload["raw"], str):
-                raise ApiError(400, f'"raw" must be a string and come alone. {ACCEPTED}')
-            return _not_empty(payload["raw"].encode("utf-8", "surrogateescape"))
+                raise FieldError("raw", f'"raw" must be a string and come alone. {ACCEPTED}')
+            try:
+                # surrogateescape: bytes that are not UTF-8, as Python spells them in text.
+                raw = payload["raw"].encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError as exc:
+                raise FieldError("raw", f'"raw" holds an unpaired surrogate, which is not text. '
+                                 f"{ACCEPTED}", code="invalid_character") from exc  # fmt: skip
+            return _not_empty(raw)
         return _compose(payload)
-    raise ApiError(415, f"Content-Type {content_type or '(none)'} is not accepted. {ACCEPTED}")
+    raise UnsupportedMediaType(
+        content_type, f"Content-Type {content_type or '(none)'} is not accepted. {ACCEPTED}"
+    )
 
 
 def _not_empty(raw: bytes) -> bytes:
     # Nothing sent is a malformed request, not a message to keep a row for.
     if not raw.strip():
-        raise ApiError(400, f"The message is empty. {ACCEPTED}")
+        raise ValidationError(f"The message is empty. {ACCEPTED}", code="empty")
     return raw
 
 
@@ -165,6 +258,9 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     filterset_class = MessageFilter
     pagination_class = NewestFirst
     parser_classes = [JSONParser, RawMessageParser]
+    # What an API key needs for each action (apps/accounts/permissions.py); rates per scope.
+    required_scopes = {"list": Scope.READ, "retrieve": Scope.READ,
+                       "create": Scope.WRITE, "rerun": Scope.WRITE}  # fmt: skip
 
     def get_serializer_class(self):
         return MessageSummarySerializer if self.action == "list" else MessageSerializer
@@ -174,21 +270,22 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return {"id": message.id, "url": url, "status": message.status, "created": created}
 
     @extend_schema(
-        request={"message/rfc822": OpenApiTypes.BINARY, "application/json": OpenApiTypes.OBJECT},
+        request={"message/rfc822": OpenApiTypes.BINARY, "application/json": INGEST_JSON},
         responses={
             202: AcceptedSerializer,
             200: OpenApiResponse(AcceptedSerializer, "Already stored: the first one is returned."),
             400: OpenApiResponse(
-                description="Malformed request (empty body, invalid JSON, missing or unknown "
-                "fields); nothing is stored."
+                ErrorSerializer,
+                "Malformed request (empty body, invalid JSON, missing, unknown or mistyped fields, "
+                "a line break in a header field); nothing is stored.",
             ),
             422: OpenApiResponse(
                 RefusedSerializer,
-                "Not an RFC 822 message: kept as a failed message with the reason in detail, "
-                "never triaged.",
+                "Not an RFC 822 message: kept as a failed message with the reason in "
+                "error.message, never triaged.",
             ),
-            413: OpenApiResponse(description="Larger than MAILSCORE_MAX_MESSAGE_BYTES."),
-            415: OpenApiResponse(description="Neither message/rfc822 nor JSON."),
+            413: OpenApiResponse(ErrorSerializer, "Larger than MAILSCORE_MAX_MESSAGE_BYTES."),
+            415: OpenApiResponse(ErrorSerializer, "Neither message/rfc822 nor JSON."),
         },
     )
     def create(self, request):
@@ -199,14 +296,12 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             result = ingest_raw(raw, source=MessageSource.API,
                                 source_detail=f"key {request.user.name}")  # fmt: skip
         except MessageTooLarge as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
-        except ApiError as exc:
-            return Response({"detail": exc.detail}, status=exc.status_code)
+            raise PayloadTooLarge(str(exc)) from exc
         body = self._accepted(request, result.message, result.created)
         if result.refused:
             # The same input again finds the same failed row, and is answered the same way.
-            body["detail"] = f"{result.message.failure_reason} {ACCEPTED}"
-            return Response(body, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+            raise Unprocessable(f"{result.message.failure_reason} {ACCEPTED}", code="not_rfc822",
+                                resource=body)  # fmt: skip
         return Response(
             body, status=status.HTTP_202_ACCEPTED if result.created else status.HTTP_200_OK
         )
@@ -218,8 +313,9 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
                 "Rerun", {"id": serializers.IntegerField(), "status": serializers.CharField()}
             ),  # fmt: skip
             409: OpenApiResponse(
-                description="The chain is still working on the message, or it was refused at "
-                "ingest (not mail), which a new run cannot change."
+                ErrorSerializer,
+                "The chain is still working on the message, or it was refused at ingest (not "
+                "mail), which a new run cannot change.",
             ),
         },
     )
@@ -228,16 +324,16 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         """Run the chain again for a finished or failed message."""
         message = self.get_object()
         if refused_at_ingest(message):
-            return Response(
-                {"detail": f"Message {message.id} was refused at ingest ({message.failure_reason}) "
-                 f"and cannot be re-run: send a corrected message instead. {ACCEPTED}"},
-                status=status.HTTP_409_CONFLICT,
-            )  # fmt: skip
+            raise Conflict(
+                f"Message {message.id} was refused at ingest ({message.failure_reason}) and "
+                f"cannot be re-run: send a corrected message instead. {ACCEPTED}",
+                code="refused_at_ingest",
+            )
         queued, _ = rerun([message.id])
         if not queued:
-            return Response(
-                {"detail": f"Message {message.id} is {message.status}; only triaged, needs_review "
-                 "or failed messages can be re-run."},
-                status=status.HTTP_409_CONFLICT,
-            )  # fmt: skip
+            raise Conflict(
+                f"Message {message.id} is {message.status}; only triaged, needs_review or failed "
+                "messages can be re-run.",
+                code="not_finished",
+            )
         return Response({"id": message.id, "status": "queued"}, status=status.HTTP_202_ACCEPTED)

@@ -8,9 +8,12 @@ import json
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.decorators import action
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.response import Response
 
 from apps.accounts.models import ApiKey
+from apps.accounts.scopes import Scope
+from apps.core.api import Conflict, ErrorSerializer, FieldError, unstorable
 from apps.inbox.api import MessageSerializer, MessageViewSet
 from apps.inbox.models import PRIORITY_LEVELS, Message
 from apps.review.models import Feedback
@@ -91,6 +94,9 @@ def decision_from_body(body) -> Decision:
     for name in ("category", "priority", "draft"):
         if name in body and not isinstance(body[name], str):
             raise ReviewError(name, f'"{name}" must be a string: {FEEDBACK_FIELDS[name]}.')
+        problem = unstorable(body[name]) if name in body else None
+        if problem:
+            raise ReviewError(name, f'"{name}" holds {problem}, which is not text.')
     for name in ("confirm", "done"):
         if name in body and not isinstance(body[name], bool):
             raise ReviewError(name, f'"{name}" must be true or false.')
@@ -110,6 +116,8 @@ def decision_from_body(body) -> Decision:
 
 
 class ReviewedMessageViewSet(MessageViewSet):
+    required_scopes = {**MessageViewSet.required_scopes, "feedback": Scope.WRITE}
+
     def get_queryset(self):
         queryset = super().get_queryset()
         if self.action == "retrieve":
@@ -122,24 +130,29 @@ class ReviewedMessageViewSet(MessageViewSet):
         return super().get_serializer_class()
 
     @extend_schema(
-        request=inline_serializer(
-            "FeedbackRequest",
-            {
-                "category": serializers.CharField(required=False),
-                "priority": serializers.ChoiceField(PRIORITY_LEVELS, required=False),
-                "draft": serializers.CharField(required=False),
-                "confirm": serializers.BooleanField(required=False),
-                "done": serializers.BooleanField(required=False),
-            },
-        ),  # fmt: skip
+        # JSON only: the ingest's raw-message parser does not apply here.
+        request={
+            "application/json": inline_serializer(
+                "FeedbackRequest",
+                {
+                    "category": serializers.CharField(required=False),
+                    "priority": serializers.ChoiceField(PRIORITY_LEVELS, required=False),
+                    "draft": serializers.CharField(required=False),
+                    "confirm": serializers.BooleanField(required=False),
+                    "done": serializers.BooleanField(required=False),
+                },
+            )
+        },
         responses={
             201: FeedbackSerializer,
             400: OpenApiResponse(
-                description="A field is unknown or has a value that is not "
-                "accepted; the detail names it and what is accepted."
-            ),  # fmt: skip
-            404: OpenApiResponse(description="No such message."),
-            409: OpenApiResponse(description="The chain has not finished with the message."),
+                ErrorSerializer,
+                "Invalid JSON, or a field that is unknown or has a value that is not accepted: "
+                "error.fields names it, and error.accepted lists the accepted categories or "
+                "priorities.",
+            ),
+            404: OpenApiResponse(ErrorSerializer, "No such message."),
+            409: OpenApiResponse(ErrorSerializer, "The chain has not finished with the message."),
         },
     )
     @action(detail=True, methods=["post"])
@@ -149,21 +162,22 @@ class ReviewedMessageViewSet(MessageViewSet):
         try:
             body = json.loads(request.body or b"null")
         except (ValueError, UnicodeDecodeError) as exc:
-            return Response({"detail": f"The body is not valid JSON ({exc}). {FEEDBACK_ACCEPTED}",
-                             "field": "body"}, status=status.HTTP_400_BAD_REQUEST)  # fmt: skip
+            raise ParseError(f"The body is not valid JSON ({exc}). {FEEDBACK_ACCEPTED}",
+                             code="invalid_json") from exc  # fmt: skip
         message = self.get_object()
         try:
             decision = decision_from_body(body)
             api_key = ApiKey.objects.filter(pk=request.user.key_id).first()
             feedback = record_feedback(message.id, decision, api_key=api_key)
         except ReviewError as exc:
-            code = (
-                status.HTTP_409_CONFLICT if exc.field == "status" else status.HTTP_400_BAD_REQUEST
-            )
-            body = {"detail": exc.message, "field": exc.field}
+            if exc.field == "status":
+                raise Conflict(exc.message, code="not_finished") from exc
+            if exc.field == "body":  # the body as a whole, not one of its fields
+                raise ValidationError(exc.message) from exc
+            accepted = None
             if exc.field == "category":
-                body["accepted"] = accepted_categories()
+                accepted = accepted_categories()
             elif exc.field == "priority":
-                body["accepted"] = list(PRIORITY_LEVELS)
-            return Response(body, status=code)
+                accepted = list(PRIORITY_LEVELS)
+            raise FieldError(exc.field, exc.message, accepted=accepted) from exc
         return Response(FeedbackSerializer(feedback).data, status=status.HTTP_201_CREATED)

@@ -13,6 +13,7 @@ from apps.inbox.ingest import rerun
 from apps.inbox.models import PRIORITY_LEVELS, REVIEWABLE, Message, MessageStatus
 from apps.review.models import Feedback, FeedbackSource, ReplyExample
 from apps.triage.services import category_names
+from apps.webhooks.signals import message_reviewed
 
 # Feedback keeps the text it was about, for retraining, up to this many characters.
 TEXT_LIMIT = 4000
@@ -163,6 +164,7 @@ def record_feedback(message_id: int, decision: Decision, *, user=None, api_key=N
             message.status = MessageStatus.TRIAGED
         fields.append("status")
         message.save(update_fields=sorted(set(fields)))
+        message_reviewed.send_robust(sender=Feedback, feedback=feedback, message=message)
     return feedback
 
 

@@ -15,6 +15,7 @@ from apps.verification.engine.sender import verify_senders
 from apps.verification.engine.trust import TrustReport
 from apps.verification.models import VerificationResult
 from apps.verification.services import build_verifier
+from apps.webhooks.signals import message_triaged
 
 # Fixed label: the verifier's behaviour is versioned by hand.
 VERIFIER_VERSION = "verifier-1"
@@ -100,6 +101,7 @@ def verify_sender(batch: Batch, *, attempt: int = 0, smtp: bool = True,
                 engine_version=VERIFIER_VERSION,
             ))  # fmt: skip
         VerificationResult.objects.bulk_create(rows)
+        message_triaged.send_robust(sender=Message, messages=messages)  # webhooks, same transaction
 
     outcome.handed_on = batch.save(results, apply, VERIFIER_VERSION,
                                    ["sender_trust", "sender_verdict", "sender_result"],

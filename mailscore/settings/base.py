@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_prometheus",
     "apps.core",
     "apps.accounts",
@@ -61,6 +62,7 @@ INSTALLED_APPS = [
     "apps.triage",
     "apps.verification",
     "apps.review",
+    "apps.webhooks",
     "tasks",
 ]
 
@@ -235,21 +237,52 @@ MAILSCORE_API_PAGE_SIZE = env_int("MAILSCORE_API_PAGE_SIZE", 50)
 # --- API (apps/inbox/api.py; docs/api.md) --------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["apps.accounts.authentication.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # HasScope refuses an action that names no scope (apps/accounts/permissions.py).
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "apps.accounts.permissions.HasScope",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": ["apps.accounts.throttling.KeyRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": MAILSCORE_API_PAGE_SIZE,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "apps.core.schema.ApiSchema",
     "EXCEPTION_HANDLER": "apps.core.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
+# Per API key and scope, counted in Redis across every web process (apps/accounts/throttling.py):
+# N/s, N/min, N/h or N/day, or off. Ingest (write) must take 1,000 messages a second from one key.
+MAILSCORE_THROTTLE_READ = env_str("MAILSCORE_THROTTLE_READ", "600/min")
+MAILSCORE_THROTTLE_WRITE = env_str("MAILSCORE_THROTTLE_WRITE", "100000/min")
+MAILSCORE_THROTTLE_VERIFY = env_str("MAILSCORE_THROTTLE_VERIFY", "120/min")
+# Where the counts live; empty: REDIS_URL.
+MAILSCORE_THROTTLE_REDIS_URL = env_str("MAILSCORE_THROTTLE_REDIS_URL")
 SPECTACULAR_SETTINGS = {
     "TITLE": "mailscore API",
     "DESCRIPTION": "Ingest mail and read its triage. Every call needs an X-API-Key header.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The docs page loads Swagger UI from our static files, never from a CDN: it works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No validator badge: Swagger UI would fetch it from validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    # Messages and feedback both have a "source", each with its own choices.
+    "ENUM_NAME_OVERRIDES": {
+        "MessageSourceEnum": "apps.inbox.models.MessageSource",
+        "FeedbackSourceEnum": "apps.review.models.FeedbackSource",
+    },
 }
+
+# --- Webhooks (apps/webhooks; docs/api.md) --------------------------------------------------------
+# Networks (CIDRs) webhooks may be sent to although they are not public: loopback, private and
+# link-local addresses are refused otherwise, when an endpoint is saved and at every delivery.
+MAILSCORE_WEBHOOK_ALLOWED_NETWORKS = env_list("MAILSCORE_WEBHOOK_ALLOWED_NETWORKS")
+# Where integrations reach this installation (e.g. https://mail.example.com): webhook payloads
+# link to messages under it. Empty: the links are paths (/api/v1/messages/<id>).
+MAILSCORE_PUBLIC_URL = env_str("MAILSCORE_PUBLIC_URL")
 
 # --- Sender verification (apps/verification; docs/verification.md) ------------------------------
 MAILSCORE_VERIFICATION = {
@@ -283,6 +316,13 @@ MAILSCORE_VERIFICATION = {
     "cache": env_str("MAILSCORE_VERIFY_CACHE", "redis" if REDIS_URL else "memory"),
     "cache_prefix": env_str("MAILSCORE_VERIFY_CACHE_PREFIX", "mailscore:verify:"),
 }
+# POST /api/v1/validate (apps/verification/validation.py): how long one call may check, and how
+# long its answers are kept per verdict (seconds; 0: not kept).
+MAILSCORE_VALIDATE_BUDGET_SECONDS = env_float("MAILSCORE_VALIDATE_BUDGET_SECONDS", 10.0)
+MAILSCORE_VALIDATE_TTL_DELIVERABLE = env_int("MAILSCORE_VALIDATE_TTL_DELIVERABLE", 7 * 86400)
+MAILSCORE_VALIDATE_TTL_UNDELIVERABLE = env_int("MAILSCORE_VALIDATE_TTL_UNDELIVERABLE", 30 * 86400)
+MAILSCORE_VALIDATE_TTL_RISKY = env_int("MAILSCORE_VALIDATE_TTL_RISKY", 86400)
+MAILSCORE_VALIDATE_TTL_UNKNOWN = env_int("MAILSCORE_VALIDATE_TTL_UNKNOWN", 300)
 
 # --- Triage (apps/triage; docs/triage.md) -------------------------------------------------------
 MAILSCORE_MAX_MESSAGE_BYTES = env_int("MAILSCORE_MAX_MESSAGE_BYTES", 10 * 1024 * 1024)

@@ -32,7 +32,7 @@ def test_every_call_needs_a_valid_key():
                         ("get", "/api/v1/messages/1")):  # fmt: skip
         response = getattr(anonymous, method)(url)
         assert response.status_code == 401
-        assert "X-API-Key" in response.json()["detail"]
+        assert "X-API-Key" in response.json()["error"]["message"]
     wrong = APIClient(HTTP_X_API_KEY="msk_not-a-key")
     assert wrong.get("/api/v1/messages").status_code == 401
 
@@ -113,12 +113,14 @@ def test_input_that_is_not_mail_gets_a_failed_row_and_422(client, body, content_
     response = client.post("/api/v1/messages", body, content_type=content_type)
     assert response.status_code == 422
     answer = response.json()
-    assert set(answer) == {"id", "url", "status", "created", "detail"}
+    assert set(answer) == {"id", "url", "status", "created", "error"}
     assert answer["status"] == "failed" and answer["created"] is True
-    assert "not an RFC 822 message" in answer["detail"] and "message/rfc822" in answer["detail"]
+    said = answer["error"]["message"]
+    assert answer["error"]["code"] == "not_rfc822"
+    assert "not an RFC 822 message" in said and "message/rfc822" in said
     row = Message.objects.get(id=answer["id"])
     assert row.status == MessageStatus.FAILED and row.failed_step == "ingest"
-    assert row.failure_reason in answer["detail"] and row.source == "api"
+    assert row.failure_reason in said and row.source == "api"
     stored = body if content_type == "message/rfc822" else b"garbage, not mail"
     assert bytes(row.raw) == stored and row.size == len(stored)
 
@@ -130,7 +132,7 @@ def test_input_that_is_not_mail_gets_a_failed_row_and_422(client, body, content_
     assert detail["failed_step"] == "ingest" and detail["failure_reason"] == row.failure_reason
 
     rerun = client.post(f"/api/v1/messages/{answer['id']}/rerun")
-    assert rerun.status_code == 409 and "refused at ingest" in rerun.json()["detail"]
+    assert rerun.status_code == 409 and "refused at ingest" in rerun.json()["error"]["message"]
     assert Message.objects.get(id=answer["id"]).status == MessageStatus.FAILED
 
 
@@ -164,15 +166,15 @@ def test_input_that_is_not_mail_gets_a_failed_row_and_422(client, body, content_
                 {"from": "a@example.com", "subject": "x\nBcc: b@example.com", "text": "y"}
             ).encode(),  # fmt: skip
             "application/json",
-            "do not make a valid message",
+            '"subject" cannot contain a line break',
         ),
     ],
 )
 def test_malformed_input_gets_400_saying_what_is_accepted(client, body, content_type, expected):
     response = client.post("/api/v1/messages", body, content_type=content_type)
     assert response.status_code == 400
-    detail = response.json()["detail"]
-    assert expected in detail and "message/rfc822" in detail
+    said = response.json()["error"]["message"]
+    assert expected in said and "message/rfc822" in said
     assert Message.objects.count() == 0
 
 
@@ -180,14 +182,14 @@ def test_other_content_types_get_415(client):
     response = client.post(
         "/api/v1/messages", b"a=b", content_type="application/x-www-form-urlencoded"
     )
-    assert response.status_code == 415 and "message/rfc822" in response.json()["detail"]
+    assert response.status_code == 415 and "message/rfc822" in response.json()["error"]["message"]
 
 
 def test_oversize_gets_413(client, settings):
     settings.MAILSCORE_MAX_MESSAGE_BYTES = 1000
     big = raw_message("x" * 2000)
     response = post_raw(client, big)
-    assert response.status_code == 413 and "1,000 bytes" in response.json()["detail"]
+    assert response.status_code == 413 and "1,000 bytes" in response.json()["error"]["message"]
     response = client.post("/api/v1/messages", {"raw": big.decode()}, format="json")
     assert response.status_code == 413
     assert Message.objects.count() == 0
@@ -208,7 +210,7 @@ def test_list_filter_detail_and_rerun(client):
     assert response.status_code == 202
     assert Message.objects.get(id=ids[0]).status == MessageStatus.QUEUED
     busy = client.post(f"/api/v1/messages/{ids[1]}/rerun")
-    assert busy.status_code == 409 and "queued" in busy.json()["detail"]
+    assert busy.status_code == 409 and "queued" in busy.json()["error"]["message"]
 
 
 def test_schema_and_health_are_served():

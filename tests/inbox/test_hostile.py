@@ -274,7 +274,7 @@ def test_every_hostile_message_gets_a_row_through_the_api(hostile):
         row = Message.objects.get(id=response.json()["id"])
         if response.status_code == 422:
             assert row.status == MessageStatus.FAILED and row.failed_step == "ingest"
-            assert "not an RFC 822 message" in response.json()["detail"]
+            assert "not an RFC 822 message" in response.json()["error"]["message"]
         else:
             assert row.status == MessageStatus.QUEUED and bytes(row.raw) == raw
     assert answers == {name: 422 if name == "random-binary" else 202 for name in hostile}

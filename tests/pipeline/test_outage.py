@@ -70,4 +70,6 @@ def test_the_api_answers_503_with_retry_after_when_the_database_is_away(settings
         connection.close()
         connection.settings_dict["HOST"], connection.settings_dict["PORT"] = real_host, real_port
     assert response.status_code == 503
-    assert response["Retry-After"] == "5" and "nothing was stored" in response.json()["detail"]
+    error = response.json()["error"]
+    assert response["Retry-After"] == "5" and error["code"] == "service_unavailable"
+    assert "nothing was stored" in error["message"]

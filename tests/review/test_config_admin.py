@@ -249,7 +249,10 @@ def test_retention_change_is_seen_at_once(admin_client, settings):
 
 
 def test_api_key_is_shown_once_and_works_at_once(admin_client):
-    response = admin_client.post(admin_url(ApiKey, "add"), {"name": "crm", "_save": "Save"})
+    response = admin_client.post(
+        admin_url(ApiKey, "add"),
+        {"name": "crm", "scopes": ["read", "write", "verify"], "_save": "Save"},
+    )
     assert response.status_code == 200
     key = response.context["key"]
     assert key.startswith("msk_") and key in response.content.decode()

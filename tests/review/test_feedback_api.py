@@ -89,11 +89,14 @@ def test_bad_feedback_is_refused_naming_the_field(api, body, field, says):
     message = store(raw_message(), category="support", level="P2")
     status, answer = post(api, message.id, body)
     assert status == 400, answer
-    assert answer["field"] == field and says in answer["detail"], answer
+    error = answer["error"]
+    assert says in error["message"], answer
+    # An error about the body as a whole names no field.
+    assert error.get("fields", {}) == ({} if field == "body" else {field: [error["message"]]})
     if field == "category":
-        assert "billing" in answer["accepted"]
-    if field == "priority" and "accepted" in answer:
-        assert answer["accepted"] == ["P0", "P1", "P2", "P3"]
+        assert "billing" in error["accepted"]
+    if field == "priority" and "accepted" in error:
+        assert error["accepted"] == ["P0", "P1", "P2", "P3"]
     assert not Feedback.objects.filter(message_id=message.id).exists()
     message.refresh_from_db()
     assert not message.reviewed_category and not message.reviewed_priority
@@ -103,7 +106,7 @@ def test_invalid_json_and_unknown_message(api):
     message = store(raw_message())
     response = api.post(f"/api/v1/messages/{message.id}/feedback", "{not json",
                         content_type="application/json")  # fmt: skip
-    assert response.status_code == 400 and "not valid JSON" in response.json()["detail"]
+    assert response.status_code == 400 and "not valid JSON" in response.json()["error"]["message"]
     status, _ = post(api, message.id + 1000, {"category": "billing"})
     assert status == 404
 
@@ -111,7 +114,7 @@ def test_invalid_json_and_unknown_message(api):
 def test_a_message_the_chain_still_holds_is_not_reviewed(api):
     message = store(raw_message(), status=MessageStatus.PROCESSING)
     status, body = post(api, message.id, {"category": "billing"})
-    assert status == 409 and body["field"] == "status", body
+    assert status == 409 and body["error"]["code"] == "not_finished", body
 
 
 def test_feedback_needs_a_key(client):

@@ -143,7 +143,12 @@ class ParsedMessage:
 
 
 def decode_header_value(value) -> str:
-    """RFC 2047 encoded words to text; undecodable pieces replaced, never raised."""
+    """RFC 2047 encoded words to text; undecodable pieces replaced, never raised. NUL, which no
+    header may hold (RFC 5322) and PostgreSQL cannot store in text, is dropped."""
+    return _decode_header_value(value).replace("\x00", "")
+
+
+def _decode_header_value(value) -> str:
     if value is None:
         return ""
     if isinstance(value, email.header.Header):
@@ -189,7 +194,7 @@ def _field(message: Message, name: str) -> str:
     """A header field's value as text. With bytes that are not ASCII in it, the standard parser
     gives a Header object rather than a str; those bytes read as replacement characters."""
     value = message.get(name)
-    return "" if value is None else str(value)
+    return "" if value is None else str(value).replace("\x00", "")
 
 
 def _parameter(lookup) -> str | None:
