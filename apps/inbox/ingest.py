@@ -25,6 +25,7 @@ from apps.inbox.engine import (
     MessageTooLarge,
     ParseLimits,
     UnparseableMessage,
+    bare_message_id,
     parse_envelope,
 )
 from apps.inbox.engine.mailbox import iter_messages, looks_like_message
@@ -73,7 +74,7 @@ def _bytes_key(raw: bytes) -> str:
 
 
 def dedupe_key(parsed: Envelope, raw: bytes) -> str:
-    message_id = (parsed.message_id or "").strip().strip("<>").strip()
+    message_id = bare_message_id(parsed.message_id)
     if message_id:
         return hashlib.sha256(b"mid:" + message_id.encode("utf-8", "replace")).hexdigest()
     return _bytes_key(raw)

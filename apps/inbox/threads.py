@@ -10,7 +10,7 @@ import hashlib
 import re
 from datetime import timedelta
 
-from apps.inbox.engine import ParsedMessage
+from apps.inbox.engine import ParsedMessage, bare_message_id
 from apps.inbox.models import Message
 
 # "Re:", "Fwd:", "AW:", "SV:", "Antw:", "RE[2]:", "TR:", "RV:" and the like, repeated.
@@ -33,15 +33,11 @@ def _key(seed: str) -> str:
     return hashlib.sha256(seed.encode("utf-8", "replace")).hexdigest()[:32]
 
 
-def _bare(message_id: str | None) -> str:
-    return (message_id or "").strip().strip("<>").strip()
-
-
 def assign_threads(messages: list[Message], parsed: list[ParsedMessage]) -> dict[int, str]:
     """The thread key of each message, by id: two queries for a whole batch."""
     referenced: dict[int, list[str]] = {}
     for message, item in zip(messages, parsed, strict=True):
-        ids = [_bare(r) for r in item.references] + [_bare(item.in_reply_to)]
+        ids = [bare_message_id(r) for r in item.references] + [bare_message_id(item.in_reply_to)]
         referenced[message.id] = [i for i in dict.fromkeys(ids) if i]
     wanted = {i for ids in referenced.values() for i in ids}
     wanted_headers = {f"<{i}>" for i in wanted} | wanted
@@ -52,7 +48,7 @@ def assign_threads(messages: list[Message], parsed: list[ParsedMessage]) -> dict
             .exclude(thread_key="")
             .values_list("message_id_header", "thread_key")
         ):
-            known[_bare(header)] = key
+            known[bare_message_id(header)] = key
 
     keys: dict[int, str] = {}
     subject_lookups = []
@@ -67,7 +63,7 @@ def assign_threads(messages: list[Message], parsed: list[ParsedMessage]) -> dict
         elif is_reply(item.subject) and normalized_subject(item.subject):
             subject_lookups.append((message, item))
         else:
-            keys[message.id] = _key(f"mid:{_bare(item.message_id)}" if item.message_id
+            keys[message.id] = _key(f"mid:{bare_message_id(item.message_id)}" if item.message_id
                                     else f"row:{message.id}")  # fmt: skip
     for message, item in subject_lookups:
         subject = normalized_subject(item.subject)

@@ -11,6 +11,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection, transaction
 
+from apps.inbox.engine import bare_message_id
 from apps.review.models import Feedback, ReplyExample
 from apps.triage.engine.evaluation import evaluate_triage, load_labelled
 from apps.triage.engine.learning import CORRECTION_WEIGHT, pack_vectors
@@ -63,7 +64,7 @@ def collect_training_set() -> TrainingSet:
     for feedback in Feedback.objects.order_by("created_at", "id").iterator():
         training.feedback_count += 1
         if feedback.message_id_header:
-            training.message_ids.add(_bare(feedback.message_id_header))
+            training.message_ids.add(bare_message_id(feedback.message_id_header))
         entry = latest.setdefault(feedback.message_id, {"message_id": feedback.message_id})
         if feedback.text:
             entry["text"] = feedback.text
@@ -88,10 +89,6 @@ def collect_training_set() -> TrainingSet:
         training.replies.append({"id": reply.id, "category": reply.category,
                                  "message_text": reply.message_text, "reply": reply.reply})  # fmt: skip
     return training
-
-
-def _bare(message_id: str | None) -> str:
-    return (message_id or "").strip().strip("<>").strip()
 
 
 def default_labelled_set() -> tuple[Path, Path]:
@@ -148,7 +145,9 @@ def _retrain(mailbox, labels, force, created_by, progress, only_if_new) -> Retra
             raise RetrainError(f"The labelled set {path} does not exist: give --mailbox and "
                                "--labels (an mbox and its labels CSV).")  # fmt: skip
     labelled = load_labelled(mailbox, labels)
-    kept = [item for item in labelled if _bare(item[0].message_id) not in training.message_ids]
+    kept = [
+        item for item in labelled if bare_message_id(item[0].message_id) not in training.message_ids
+    ]
     excluded = len(labelled) - len(kept)
     if not kept:
         raise RetrainError(f"Every message of {mailbox} has feedback: evaluate on another "

@@ -11,12 +11,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-# Where prioritizing starts for each category (score 0-100).
-PRIORITY_BASE = {
-    "incident": 55, "security": 55, "legal": 35, "account": 35, "billing": 30,
-    "support": 30, "sales": 25, "feedback": 10, "other": 10,
-}  # fmt: skip
-NO_REPLY = frozenset({"spam", "newsletter", "notification", "auto_reply", "bounce"})
+from apps.triage.engine.priority import CATEGORY_BASE
+from apps.triage.engine.taxonomy import NO_REPLY
 
 
 def _load(name: str, setting: str) -> dict:
@@ -47,7 +43,7 @@ def seed(category_model, template_model, revision_model) -> bool:
             name=name, description=item["description"],
             examples="\n".join(e.replace("\n", " ") for e in item.get("examples", [])),
             expects_reply=item.get("expects_reply", name not in NO_REPLY),
-            priority_base=PRIORITY_BASE.get(name, 0 if name in NO_REPLY else 10),
+            priority_base=CATEGORY_BASE.get(name, 0 if name in NO_REPLY else 10),
             reply_template=by_name.get(name), position=position,
         )  # fmt: skip
     revision_model.objects.get_or_create(pk=1, defaults={"revision": 1})

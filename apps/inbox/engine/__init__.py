@@ -8,6 +8,7 @@ from apps.inbox.engine.parser import (
     ParsedMessage,
     ParseLimits,
     UnparseableMessage,
+    bare_message_id,
     parse_envelope,
     parse_message,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "ParseLimits",
     "ParsedMessage",
     "UnparseableMessage",
+    "bare_message_id",
     "parse_envelope",
     "parse_message",
 ]

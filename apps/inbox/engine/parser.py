@@ -43,6 +43,12 @@ class MessageTooLarge(UnparseableMessage):
         self.size, self.limit = size, limit
 
 
+def bare_message_id(message_id: str | None) -> str:
+    """A Message-ID without its angle brackets and surrounding space: how two headers naming
+    one message are compared."""
+    return (message_id or "").strip().strip("<>").strip()
+
+
 @dataclass(frozen=True)
 class ParseLimits:
     """How much of a message the parser reads. The message size limit (max_bytes) is the only
