@@ -11,7 +11,6 @@ from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.core.exceptions import ValidationError
 from django.core.validators import DomainNameValidator, validate_email
-from django.db import transaction
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -332,11 +331,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Use no learned model")
     def use_no_model(self, request, queryset) -> None:
-        with transaction.atomic():
-            # One save each, not update(): the save signal is what moves the revision.
-            for version in ModelVersion.objects.filter(active=True).defer("vectors"):
-                version.active = False
-                version.save(update_fields=["active"])
+        ModelVersion.deactivate_all()
         self.message_user(
             request,
             "No learned model is active: triage uses the configured categories and rules alone, "

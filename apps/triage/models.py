@@ -132,6 +132,15 @@ class ModelVersion(models.Model):
     def __str__(self) -> str:
         return self.name + (" (active)" if self.active else "")
 
+    @classmethod
+    def deactivate_all(cls) -> None:
+        """Triage with no learned model from the workers' next batch."""
+        with transaction.atomic():
+            # One save each, not update(): the save signal is what moves the revision.
+            for version in cls.objects.filter(active=True).defer("vectors"):
+                version.active = False
+                version.save(update_fields=["active"])
+
     def activate(self) -> None:
         with transaction.atomic():
             ModelVersion.objects.filter(active=True).exclude(pk=self.pk).update(active=False)

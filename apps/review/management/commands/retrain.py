@@ -87,9 +87,7 @@ class Command(BaseCommand):
 
     def _activate(self, name: str) -> None:
         if name.lower() == "none":
-            for version in ModelVersion.objects.filter(active=True):
-                version.active = False
-                version.save(update_fields=["active"])
+            ModelVersion.deactivate_all()
             self.stdout.write("No learned model is active: triage uses the configured "
                               "categories alone.")  # fmt: skip
             return
