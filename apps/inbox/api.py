@@ -205,7 +205,8 @@ def _compose(fields: dict) -> bytes:
         message["Message-ID"] = fields.get("message_id") or stable_message_id(fields)
         message.set_content(fields["text"])
         return message.as_bytes()
-    except (ValueError, TypeError, IndexError, email.errors.MessageError) as exc:
+    # AttributeError: the standard library's header parser fails so on some odd From values.
+    except (ValueError, TypeError, IndexError, AttributeError, email.errors.MessageError) as exc:
         # A value the email package cannot make a header of: the fields make no message.
         raise ValidationError(f"The fields do not make a valid message ({exc}). {ACCEPTED}",
                               code="invalid_message") from exc  # fmt: skip
