@@ -30,11 +30,13 @@ def schedule_periodic_tasks(sender: Celery, **_) -> None:
     from tasks.dispatch import sweep
     from tasks.ingest import poll_imap
     from tasks.maintenance import apply_retention, create_partitions
+    from tasks.verification import resume_jobs
     from tasks.webhooks import RETRY_SWEEP_SECONDS, send_due_webhooks
 
     sender.add_periodic_task(6 * 3600, create_partitions.s(), name="create-partitions")
     sender.add_periodic_task(24 * 3600, apply_retention.s(), name="apply-retention")
     sender.add_periodic_task(settings.MAILSCORE_SWEEP_SECONDS, sweep.s(), name="sweep")
+    sender.add_periodic_task(settings.MAILSCORE_SWEEP_SECONDS, resume_jobs.s(), name="resume-jobs")
     sender.add_periodic_task(settings.MAILSCORE_IMAP_POLL_SECONDS, poll_imap.s(), name="poll-imap")
     sender.add_periodic_task(RETRY_SWEEP_SECONDS, send_due_webhooks.s(), name="webhook-retries")
     if settings.MAILSCORE_RETRAIN_NIGHTLY:

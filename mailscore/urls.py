@@ -8,11 +8,12 @@ from rest_framework.routers import DefaultRouter
 from apps.core.api import api_not_found
 from apps.core.views import health
 from apps.review.api import ReviewedMessageViewSet
-from apps.verification.api import ValidateView
+from apps.verification.api import JobViewSet, ValidateView
 
 router = DefaultRouter(trailing_slash=False)
 router.include_root_view = False
 router.register("messages", ReviewedMessageViewSet, basename="message")
+router.register("jobs", JobViewSet, basename="job")
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.utils import timezone
 
-from apps.core import partitions
+from apps.core import partitions, retention
 from apps.core.retention import retention_days
 from tasks.base import mailscore_task
 from tasks.queues import CeleryQueue
@@ -24,7 +24,9 @@ def create_partitions() -> list[str]:
 
 @mailscore_task("maintenance.apply_retention", queue=CeleryQueue.MAINTENANCE)
 def apply_retention() -> list[dict]:
-    """Archive, then drop, every partition older than the retention period."""
+    """Archive, then drop, every partition older than the retention period; delete the rows of
+    ordinary tables older than it (mail evidence, bulk jobs)."""
+    retention.delete_expired_rows(timezone.now(), retention_days())
     done = partitions.apply_retention(
         timezone.now(),
         retention_days=retention_days(),

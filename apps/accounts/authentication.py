@@ -1,4 +1,5 @@
-"""X-API-Key authentication for the API."""
+"""API authentication: an X-API-Key header, or the session of a staff user signed in to the admin
+(so that the docs page's "Try it out" works for someone signed in, without a key)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import time
 from dataclasses import dataclass
 
 from django.utils import timezone
-from rest_framework.authentication import BaseAuthentication
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
 from apps.accounts.models import ApiKey, hash_key
-from apps.accounts.scopes import format_time
+from apps.accounts.scopes import ALL_SCOPES, format_time
 
 HEADER = "X-API-Key"
 # Keys recently seen valid are trusted for this long without a query, so that a burst of
@@ -36,6 +37,8 @@ class ApiClient:
     key_hash: str = ""
     is_authenticated: bool = True
     is_anonymous: bool = False
+    # Set for a signed-in staff user (StaffSessionAuthentication), who holds every scope.
+    user_id: int | None = None
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
@@ -77,6 +80,8 @@ class ApiKeyAuthentication(BaseAuthentication):
     def authenticate(self, request):
         key = request.headers.get(HEADER, "").strip()
         if not key:
+            if _staff_user(request) is not None:
+                return None  # StaffSessionAuthentication takes it
             raise AuthenticationFailed(
                 f"Send an API key in the {HEADER} header; create one with "
                 "`python manage.py create_api_key NAME`."
@@ -94,3 +99,25 @@ class ApiKeyAuthentication(BaseAuthentication):
     def authenticate_header(self, request) -> str:
         # A value here makes DRF answer 401 rather than 403.
         return HEADER
+
+
+def _staff_user(request):
+    """The active staff user signed in to the admin on this request's session, or None."""
+    user = getattr(request._request, "user", None)
+    if user is not None and user.is_authenticated and user.is_active and user.is_staff:
+        return user
+    return None
+
+
+class StaffSessionAuthentication(SessionAuthentication):
+    """The admin's session, for staff users only, with Django's CSRF check on unsafe methods.
+    request.user is an ApiClient holding every scope, counted by the throttles per user."""
+
+    def authenticate(self, request):
+        user = _staff_user(request)
+        if user is None:
+            return None
+        self.enforce_csrf(request)
+        client = ApiClient(0, f"{user.get_username()} (admin session)", frozenset(ALL_SCOPES),
+                           key_hash=f"session-user-{user.pk}", user_id=user.pk)  # fmt: skip
+        return client, None

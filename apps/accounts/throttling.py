@@ -157,7 +157,7 @@ class KeyRateThrottle(BaseThrottle):
 
     def allow_request(self, request, view) -> bool:
         client = request.user
-        scope = scope_for(view)
+        scope = scope_for(view, client)
         if scope is None or not isinstance(client, ApiClient):
             return True
         rate = rate_for(scope)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from django.contrib.auth import get_user_model
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.decorators import action
@@ -168,7 +169,8 @@ class ReviewedMessageViewSet(MessageViewSet):
         try:
             decision = decision_from_body(body)
             api_key = ApiKey.objects.filter(pk=request.user.key_id).first()
-            feedback = record_feedback(message.id, decision, api_key=api_key)
+            reviewer = get_user_model().objects.filter(pk=request.user.user_id).first()
+            feedback = record_feedback(message.id, decision, user=reviewer, api_key=api_key)
         except ReviewError as exc:
             if exc.field == "status":
                 raise Conflict(exc.message, code="not_finished") from exc

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from functools import partial
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from apps.inbox.batch import Batch, Deferred
 from apps.inbox.models import Message, MessageStatus
+from apps.verification import validation
 from apps.verification.engine.later import retry_countdown, wants_retry
 from apps.verification.engine.sender import verify_senders
 from apps.verification.engine.trust import TrustReport
+from apps.verification.evidence import record_for
 from apps.verification.models import VerificationResult
 from apps.verification.services import build_verifier
 from apps.webhooks.signals import message_triaged
@@ -79,6 +83,11 @@ def verify_sender(batch: Batch, *, attempt: int = 0, smtp: bool = True,
             ]
 
     checked_at = timezone.now()
+    delivery_reports = {
+        message.id
+        for message, parsed in zip(batch.todo, batch.parsed, strict=True)
+        if parsed.is_delivery_report
+    }
 
     def apply(message, result):
         deliverability = result.deliverability
@@ -101,6 +110,12 @@ def verify_sender(batch: Batch, *, attempt: int = 0, smtp: bool = True,
                 engine_version=VERIFIER_VERSION,
             ))  # fmt: skip
         VerificationResult.objects.bulk_create(rows)
+        # What the mail itself says of mailboxes, for later verifications (not this one's); the
+        # validate API's kept answers for those addresses give way to it once it is committed.
+        recorded = record_for(messages, delivery_reports)
+        if recorded:
+            forget = partial(validation.forget_answers, sorted(recorded))
+            transaction.on_commit(forget, robust=True)
         message_triaged.send_robust(sender=Message, messages=messages)  # webhooks, same transaction
 
     outcome.handed_on = batch.save(results, apply, VERIFIER_VERSION,

@@ -25,6 +25,7 @@ from apps.verification.engine.later import RETRY_LATER, retry_countdown
 from apps.verification.engine.result import Reason, Verdict, VerificationResult, score_for
 from apps.verification.engine.similarity import suggest_domain
 from apps.verification.engine.syntax import SyntaxResult, check_syntax
+from apps.verification.evidence import with_mail_evidence
 from apps.verification.services import build_verifier, verifier_config
 from apps.verification.signals import validation_deferred
 
@@ -91,6 +92,7 @@ def answer_of(result: VerificationResult) -> dict[str, Any]:
         "score": result.score,
         "checks": checks_of(result),
         "suggestion": result.suggestion,
+        "evidence": [dict(item) for item in result.evidence],
         "checked_at": _now(),
     }
 
@@ -101,9 +103,9 @@ def cached_answer(key: str) -> dict[str, Any] | None:
     client = redis_connection()
     final, pending = client.mget(KEY_PREFIX + key, PENDING_PREFIX + key)
     if final is not None:
-        return {**json.loads(final), "retry_after": None}
+        return {"evidence": [], **json.loads(final), "retry_after": None}
     if pending is not None:
-        answer = json.loads(pending)
+        answer = {"evidence": [], **json.loads(pending)}
         due = answer.pop("due")
         return {**answer, "retry_after": max(1, math.ceil(due - time.time()))}
     return None
@@ -132,6 +134,13 @@ def mark_pending(key: str, answer: dict[str, Any], countdown: float) -> bool:
             ex=_pending_seconds(countdown),
         )
     )
+
+
+def forget_answers(keys: list[str]) -> None:
+    """Drop the final answers kept for these addresses (new mail evidence about them): their
+    next call checks again."""
+    if keys:
+        redis_connection().delete(*[KEY_PREFIX + key for key in keys])
 
 
 def extend_pending(key: str, countdown: float) -> None:
@@ -167,13 +176,19 @@ def validate(address: str, budget: float) -> dict[str, Any]:
         result = asyncio.run(asyncio.wait_for(_check(address), budget))
     except TimeoutError:
         result = None
+    if result is not None:
+        # Mail evidence may decide what the server would not say (greylisted, blocked, ...).
+        [result] = with_mail_evidence([result])
     if result is not None and result.reason not in RETRY_LATER:
         answer = answer_of(result)
         if key is not None:
             store_answer(key, answer)
         return {"email": address, **answer, "retry_after": None, "cached": False}
     if result is None:
-        answer = _timed_out_answer(address)
+        # The provisional answer already uses the evidence; the background check still runs,
+        # because a definitive answer from the mailbox's server would stand over it.
+        [result] = with_mail_evidence([_timed_out_result(address)])
+        answer = answer_of(result)
         countdown = 0.0
     else:
         answer = answer_of(result)
@@ -185,28 +200,23 @@ def validate(address: str, budget: float) -> dict[str, Any]:
     return {"email": address, **answer, "retry_after": retry_after, "cached": False}
 
 
-def _timed_out_answer(address: str) -> dict[str, Any]:
-    """The answer when the budget ran out: what needs no network (syntax, lists, a typo fix),
+def _timed_out_result(address: str) -> VerificationResult:
+    """The result when the budget ran out: what needs no network (syntax, lists, a typo fix),
     with nothing claimed about DNS or the mailbox."""
     config = verifier_config()
     syntax = _syntax(address)
     lists = Verifier(config, cache=NoCache()).lists
     is_role, is_free = lists.is_role(syntax.local_part), lists.is_free(syntax.ascii_domain)
     suggested = suggest_domain(syntax.ascii_domain)
-    return {
-        "verdict": str(Verdict.UNKNOWN),
-        "reason": str(Reason.TIMEOUT),
-        "score": score_for(Reason.TIMEOUT, is_free=is_free, is_role=is_role, catch_all=None),
-        "checks": {
-            "syntax": True,
-            "dns": None,
-            "mx": None,
-            "smtp": None,
-            "catch_all": None,
-            "disposable": lists.is_disposable(syntax.ascii_domain),
-            "role": is_role,
-            "free": is_free,
-        },
-        "suggestion": f"{syntax.local_part}@{suggested}" if suggested else None,
-        "checked_at": _now(),
-    }
+    return VerificationResult(
+        address=address,
+        verdict=Verdict.UNKNOWN,
+        reason=Reason.TIMEOUT,
+        score=score_for(Reason.TIMEOUT, is_free=is_free, is_role=is_role, catch_all=None),
+        normalized=syntax.normalized,
+        syntax={"valid": True},
+        is_disposable=lists.is_disposable(syntax.ascii_domain),
+        is_role=is_role,
+        is_free=is_free,
+        suggestion=f"{syntax.local_part}@{suggested}" if suggested else None,
+    )

@@ -20,7 +20,12 @@ from django.utils import timezone
 
 from apps.inbox.models import MessageStatus
 from apps.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
-from apps.webhooks.signals import deliveries_ready, message_reviewed, message_triaged
+from apps.webhooks.signals import (
+    deliveries_ready,
+    job_finished,
+    message_reviewed,
+    message_triaged,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +125,28 @@ def emit_job_completed(job_id: int | str, data: dict) -> list[str]:
     """job.completed for a finished bulk verification job: data (its status, counts, where to
     read its results) is sent with the job's id added."""
     return emit(WebhookEvent.JOB_COMPLETED, {"job_id": job_id, **data})
+
+
+def job_url(job_id, suffix: str = "") -> str:
+    """The job in the API: absolute under MAILSCORE_PUBLIC_URL where it is set."""
+    try:
+        path = reverse("job-detail", args=[job_id])
+    except NoReverseMatch:
+        path = f"/api/v1/jobs/{job_id}"
+    return settings.MAILSCORE_PUBLIC_URL.rstrip("/") + path + suffix
+
+
+@receiver(job_finished, dispatch_uid="webhooks-job-finished")
+def _job_finished(sender, job, summary, **_) -> None:
+    # Sent for completed, cancelled and failed jobs alike: a receiver waiting for a job learns
+    # that it is over either way, and "status" says how.
+    try:
+        emit_job_completed(
+            str(job.id),
+            {**summary, "url": job_url(job.id), "results_url": job_url(job.id, "/results")},
+        )
+    except Exception:
+        logger.exception("A job.completed webhook event could not be made")
 
 
 @receiver(message_triaged, dispatch_uid="webhooks-message-triaged")

@@ -10,5 +10,7 @@ from django.dispatch import Signal
 message_triaged = Signal()
 # A reviewer's decision was stored as feedback. Args: feedback, message.
 message_reviewed = Signal()
+# A bulk verification job ended: completed, cancelled or failed. Args: job, summary (a dict).
+job_finished = Signal()
 # Deliveries were recorded and committed, to be sent now. Args: delivery_ids (strings).
 deliveries_ready = Signal()

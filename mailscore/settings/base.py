@@ -236,7 +236,10 @@ MAILSCORE_API_PAGE_SIZE = env_int("MAILSCORE_API_PAGE_SIZE", 50)
 
 # --- API (apps/inbox/api.py; docs/api.md) --------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["apps.accounts.authentication.ApiKeyAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apps.accounts.authentication.ApiKeyAuthentication",
+        "apps.accounts.authentication.StaffSessionAuthentication",
+    ],
     # HasScope refuses an action that names no scope (apps/accounts/permissions.py).
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticated",
@@ -260,7 +263,10 @@ MAILSCORE_THROTTLE_VERIFY = env_str("MAILSCORE_THROTTLE_VERIFY", "120/min")
 MAILSCORE_THROTTLE_REDIS_URL = env_str("MAILSCORE_THROTTLE_REDIS_URL")
 SPECTACULAR_SETTINGS = {
     "TITLE": "mailscore API",
-    "DESCRIPTION": "Ingest mail and read its triage. Every call needs an X-API-Key header.",
+    "DESCRIPTION": (
+        "Ingest mail and read its triage, verify addresses one at a time or in bulk jobs. Every "
+        "call needs an X-API-Key header (or the session of a staff user signed in to the admin)."
+    ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     # The docs page loads Swagger UI from our static files, never from a CDN: it works offline.
@@ -273,6 +279,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "MessageSourceEnum": "apps.inbox.models.MessageSource",
         "FeedbackSourceEnum": "apps.review.models.FeedbackSource",
+        "JobStatusEnum": "apps.verification.models.JobStatus",
+        "MessageStatusEnum": "apps.inbox.models.MessageStatus",
     },
 }
 
@@ -323,6 +331,18 @@ MAILSCORE_VALIDATE_TTL_DELIVERABLE = env_int("MAILSCORE_VALIDATE_TTL_DELIVERABLE
 MAILSCORE_VALIDATE_TTL_UNDELIVERABLE = env_int("MAILSCORE_VALIDATE_TTL_UNDELIVERABLE", 30 * 86400)
 MAILSCORE_VALIDATE_TTL_RISKY = env_int("MAILSCORE_VALIDATE_TTL_RISKY", 86400)
 MAILSCORE_VALIDATE_TTL_UNKNOWN = env_int("MAILSCORE_VALIDATE_TTL_UNKNOWN", 300)
+# Bulk jobs (POST /api/v1/jobs; apps/verification/jobs.py): the most addresses and bytes one job
+# takes, how many shards (parallel runs on the verify pool) one job is split into at most, and how
+# long a shard's run holds it without storing an answer before the sweep hands it to another.
+MAILSCORE_JOB_MAX_ADDRESSES = env_int("MAILSCORE_JOB_MAX_ADDRESSES", 100_000)
+MAILSCORE_JOB_MAX_BYTES = env_int("MAILSCORE_JOB_MAX_BYTES", 16 * 1024 * 1024)
+MAILSCORE_JOB_SHARDS = env_int("MAILSCORE_JOB_SHARDS", 4)
+MAILSCORE_JOB_LEASE_SECONDS = env_int("MAILSCORE_JOB_LEASE_SECONDS", 30)
+# Mail as evidence in verification (docs/verification.md, "Evidence from mail"): DMARC-aligned
+# mail from an address and hard bounces to it decide answers the SMTP dialogue cannot. False
+# neither records nor uses it; evidence older than MAILSCORE_MAIL_EVIDENCE_DAYS is not used.
+MAILSCORE_MAIL_EVIDENCE = env_bool("MAILSCORE_MAIL_EVIDENCE", True)
+MAILSCORE_MAIL_EVIDENCE_DAYS = env_int("MAILSCORE_MAIL_EVIDENCE_DAYS", 90)
 
 # --- Triage (apps/triage; docs/triage.md) -------------------------------------------------------
 MAILSCORE_MAX_MESSAGE_BYTES = env_int("MAILSCORE_MAX_MESSAGE_BYTES", 10 * 1024 * 1024)

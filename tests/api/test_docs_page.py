@@ -61,12 +61,18 @@ def test_the_schema_names_the_key_and_documents_the_errors():
         ("/api/v1/messages/{id}", "get"): "200 401 403 404 429 503",
         ("/api/v1/messages/{id}/rerun", "post"): "202 401 403 404 409 429 503",
         ("/api/v1/messages/{id}/feedback", "post"): "201 400 401 403 404 409 413 429 503",
+        ("/api/v1/validate", "post"): "200 400 401 403 413 415 429 503",
+        ("/api/v1/jobs", "post"): "202 400 401 403 413 415 429 503",
+        ("/api/v1/jobs", "get"): "200 401 403 404 429 503",
+        ("/api/v1/jobs/{id}", "get"): "200 401 403 404 429 503",
+        ("/api/v1/jobs/{id}", "delete"): "200 401 403 404 409 429 503",
+        ("/api/v1/jobs/{id}/results", "get"): "200 401 403 404 429 503",
     }
     for (path, method), listed in expected.items():
         statuses = set(listed.split())
         operation = paths[path][method]
         assert set(operation["responses"]) == statuses, (path, method)
-        assert operation["security"] == [{"ApiKey": []}]
+        assert operation["security"] == [{"ApiKey": []}, {"AdminSession": []}]
         for status in statuses - {"200", "201", "202", "422"}:
             content = operation["responses"][status]["content"]["application/json"]
             assert content["schema"] == {"$ref": "#/components/schemas/Error"}, (path, status)

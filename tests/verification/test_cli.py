@@ -13,6 +13,9 @@ from django.core.management import CommandError, call_command
 
 from tests.verification.test_farm_scenarios import SCENARIOS
 
+# The command reads mail evidence from the database (apps/verification/evidence.py).
+pytestmark = pytest.mark.django_db
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

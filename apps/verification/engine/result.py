@@ -36,6 +36,9 @@ class Reason(StrEnum):
     SMTP_SKIPPED = "smtp_skipped"
     ALLOW_LISTED = "allow_listed"
     DENY_LISTED = "deny_listed"
+    # Decided by mail seen rather than by the SMTP dialogue (apps/verification/engine/evidence.py).
+    SENT_AUTHENTICATED_MAIL = "sent_authenticated_mail"
+    HARD_BOUNCED = "hard_bounced"
 
 
 # Each reason implies one verdict. "unknown" reasons mean we could not tell; none of them may ever
@@ -43,6 +46,7 @@ class Reason(StrEnum):
 VERDICT_OF = {
     Reason.OK: Verdict.DELIVERABLE,
     Reason.ALLOW_LISTED: Verdict.DELIVERABLE,
+    Reason.SENT_AUTHENTICATED_MAIL: Verdict.DELIVERABLE,
     Reason.INVALID_SYNTAX: Verdict.UNDELIVERABLE,
     Reason.NO_SUCH_DOMAIN: Verdict.UNDELIVERABLE,
     Reason.NULL_MX: Verdict.UNDELIVERABLE,
@@ -50,6 +54,7 @@ VERDICT_OF = {
     Reason.MAILBOX_NOT_FOUND: Verdict.UNDELIVERABLE,
     Reason.MAILBOX_DISABLED: Verdict.UNDELIVERABLE,
     Reason.DENY_LISTED: Verdict.UNDELIVERABLE,
+    Reason.HARD_BOUNCED: Verdict.UNDELIVERABLE,
     Reason.CATCH_ALL: Verdict.RISKY,
     Reason.DISPOSABLE: Verdict.RISKY,
     Reason.ROLE_ACCOUNT: Verdict.RISKY,
@@ -68,6 +73,8 @@ VERDICT_OF = {
 BASE_SCORE = {
     Reason.OK: 95,
     Reason.ALLOW_LISTED: 100,
+    # Below ok: the mail was sent days or weeks ago, a RCPT reply is from now.
+    Reason.SENT_AUTHENTICATED_MAIL: 85,
     Reason.ROLE_ACCOUNT: 70,
     Reason.CATCH_ALL: 55,
     Reason.SMTP_SKIPPED: 60,
@@ -138,6 +145,9 @@ class VerificationResult:
     suggestion: str | None = None
     cached: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    # The mail that decided the verdict (engine/evidence.py): kind, seen_at (ISO 8601), detail.
+    # Empty where the checks alone decided it.
+    evidence: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         # Shallow copies field by field: dataclasses.asdict deep-copies every value, which costs
@@ -148,6 +158,7 @@ class VerificationResult:
         data["syntax"] = dict(self.syntax)
         data["mx"] = dict(self.mx)
         data["timings"] = dict(self.timings)
+        data["evidence"] = [dict(item) for item in self.evidence]
         smtp = data["smtp"] = dict(vars(self.smtp))
         smtp["steps"] = [dict(vars(step)) for step in self.smtp.steps]
         return data

@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
-from apps.verification.services import build_verifier
+from apps.verification.evidence import address_key, apply_found, evidence_for
+from apps.verification.services import build_verifier, verifier_config
 
 ACCEPTED_INPUT = (
     "Give addresses as arguments, '-' to read them from standard input, or a file of addresses "
@@ -88,10 +90,23 @@ class Command(BaseCommand):
         addresses = self._read_inputs(options)
         if not addresses:
             raise CommandError(f"No addresses to verify. {ACCEPTED_INPUT}", returncode=2)
+        # Read before the event loop starts: the database is not used from inside it.
+        self.evidence = self._mail_evidence(addresses)
         try:
             asyncio.run(self._run(addresses, options))
         except KeyboardInterrupt:
             raise CommandError("Interrupted.", returncode=130) from None
+
+    def _mail_evidence(self, addresses: list[str]) -> dict:
+        """The mail evidence for the addresses (docs/verification.md, "Evidence from mail"); none,
+        said once on stderr, where the database cannot be read: the checks still run."""
+        config = verifier_config()
+        try:
+            return evidence_for(address_key(address, config) for address in addresses)
+        except DatabaseError as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            self.stderr.write(f"Mail evidence not used: the database cannot be read ({reason}).")
+            return {}
 
     async def _run(self, addresses: list[str], options) -> None:
         verifier = build_verifier(use_cache=not options["no_cache"])
@@ -102,12 +117,13 @@ class Command(BaseCommand):
         done = 0
         if not as_json:
             self.stdout.write(
-                f"{'ADDRESS':<40} {'VERDICT':<13} {'REASON':<18} {'SCORE':>5}  DETAIL"
+                f"{'ADDRESS':<40} {'VERDICT':<13} {'REASON':<23} {'SCORE':>5}  DETAIL"
             )
 
         def on_result(index: int, result) -> None:
             # Print in input order, each line as soon as everything before it is decided.
             nonlocal next_index, done
+            result = apply_found(result, self.evidence)
             result.address = _printable(result.address)
             pending[index] = result
             done += 1
@@ -136,6 +152,9 @@ class Command(BaseCommand):
         smtp = result.smtp
         if result.syntax.get("error"):
             detail = result.syntax["error"]
+        elif result.evidence:
+            mail = result.evidence[0]
+            detail = f"{mail['kind']} {mail['seen_at'][:10]} {mail['detail']}".strip()
         elif smtp.error:
             detail = smtp.error
         elif smtp.host:
@@ -146,5 +165,5 @@ class Command(BaseCommand):
             detail = f"did you mean {result.suggestion}? {detail}".strip()
         address = result.address if len(result.address) <= 40 else result.address[:37] + "..."
         self.stdout.write(
-            f"{address:<40} {result.verdict:<13} {result.reason:<18} {result.score:>5}  {detail[:120]}"
+            f"{address:<40} {result.verdict:<13} {result.reason:<23} {result.score:>5}  {detail[:120]}"
         )
