@@ -46,6 +46,19 @@ def api_schema(wsgi_app):
 
 
 @pytest.fixture
+def stored_job_id() -> str:
+    """A job with one row checked and one not, for reads, results and cancelling to act on."""
+    from apps.verification import jobs
+    from apps.verification.engine.result import Reason, VerificationResult
+
+    job = jobs.create_job(["alice@example.com", "=bob@example.org"], source="json")
+    first = job.items.order_by("position").first()
+    jobs.store_answers([(first.id, VerificationResult(first.email, "undeliverable",
+                                                      Reason.NO_SUCH_DOMAIN, 0))])  # fmt: skip
+    return str(job.id)
+
+
+@pytest.fixture
 def stored_message_id() -> int:
     """A message the chain has finished with, for feedback and re-runs to act on."""
     return store(raw_message("Where is my refund?"), status=MessageStatus.NEEDS_REVIEW).id
@@ -61,12 +74,15 @@ NETWORK_BOUND = {"POST /api/v1/validate"}
 # Hypothesis drives schemathesis's strategies directly: schemathesis's own pytest loader
 # (from_fixture) does not run under pytest 9.2.
 @pytest.mark.parametrize("with_key", [True, False], ids=["with a key", "without a key"])
-def test_the_api_answers_as_its_schema_says(api_schema, api_key, stored_message_id, with_key):
+def test_the_api_answers_as_its_schema_says(api_schema, api_key, stored_message_id,
+                                            stored_job_id, with_key):  # fmt: skip
     headers = {"X-API-Key": api_key} if with_key else {}
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert {f"{op.method.upper()} {op.path}" for op in operations} >= {
         "GET /api/v1/messages", "POST /api/v1/messages", "GET /api/v1/messages/{id}",
         "POST /api/v1/messages/{id}/feedback", "POST /api/v1/messages/{id}/rerun",
+        "POST /api/v1/validate", "POST /api/v1/jobs", "GET /api/v1/jobs", "GET /api/v1/jobs/{id}",
+        "DELETE /api/v1/jobs/{id}", "GET /api/v1/jobs/{id}/results",
     }  # fmt: skip
     for operation in operations:
         if with_key and f"{operation.method.upper()} {operation.path}" in NETWORK_BOUND:
@@ -82,6 +98,9 @@ def test_the_api_answers_as_its_schema_says(api_schema, api_key, stored_message_
             message_id = (case.path_parameters or {}).get("id")
             if isinstance(message_id, int) and message_id % 2 == 0:
                 case.path_parameters["id"] = stored_message_id
+            # Likewise for jobs: a generated UUID that ends in an even digit means the stored job.
+            if isinstance(message_id, str) and message_id[-1:] in "02468":
+                case.path_parameters["id"] = stored_job_id
             case.call_and_validate(headers=headers, checks=CHECKS)
 
         answers_as_documented()

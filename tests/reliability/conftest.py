@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from tests.farm import Farm, FarmSpec
+from tests.farm import Farm, FarmSpec, ServerSpec
 from tests.farm.smtp_servers import ServerStats, Tarpit
 from tests.reliability.system import (
     PROCESSES,
@@ -26,7 +26,13 @@ from tests.reliability.system import (
     migrate_template,
     real_messages,
 )
-from tests.verification.conftest import SCENARIO_RECORDS, SCENARIO_SERVERS
+from tests.verification.conftest import KNOWN, SCENARIO_RECORDS, SCENARIO_SERVERS
+
+# A mail server that pauses before each reply, and many domains it serves: a bulk job across
+# them lasts long enough to be hit by a fault in the middle (test_job_faults.py).
+BULK_SERVER = ServerSpec("mx.bulk.test", "127.0.0.22", "normal", known=KNOWN,
+                         full=("fullbox",), disabled=("gone",), reply_delay=0.02)  # fmt: skip
+BULK_DOMAINS = tuple(f"bulk{n}.test" for n in range(40))
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -77,7 +83,9 @@ class VerificationFarm:
 def verification_farm() -> Iterator[VerificationFarm]:
     """tests/verification's farm (normal, greylisting, tarpit, dropping servers, ...) in a thread
     of the test process, reached by the workers over loopback."""
-    farm = Farm(FarmSpec(servers=SCENARIO_SERVERS, records=SCENARIO_RECORDS))
+    bulk_records = {domain: {"MX": [f"10 {BULK_SERVER.name}."]} for domain in BULK_DOMAINS}
+    farm = Farm(FarmSpec(servers=[*SCENARIO_SERVERS, BULK_SERVER],
+                         records={**SCENARIO_RECORDS, **bulk_records}))  # fmt: skip
     farm.start_in_thread()
     Tarpit.loop = farm._loop
     rcpts = RcptLog()
