@@ -33,6 +33,24 @@ def test_redis_cache_round_trip_and_expiry(redis_client):
     assert 0 < ttl <= 60
 
 
+def test_redis_cache_reads_and_writes_in_batches(redis_client):
+    async def run():
+        client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+        cache = RedisCache(client, PREFIX)
+        entries = [(f"addr:u{i}@b.test", {"n": i}, 60 + i % 2) for i in range(1200)]
+        await cache.set_many(entries)
+        keys = [key for key, _, _ in entries]
+        found = await cache.get_many([*keys, "addr:missing@b.test"])
+        ttl = await client.ttl(PREFIX + "addr:u1@b.test")
+        await client.aclose()
+        return found, ttl
+
+    found, ttl = asyncio.run(run())
+    # More than one MGET's worth (BATCH), in order, a miss as None, each with its own TTL.
+    assert found == [{"n": i} for i in range(1200)] + [None]
+    assert 0 < ttl <= 61
+
+
 def test_concurrency_limit_holds_across_limiters(redis_client):
     """Two limiters stand for two worker processes sharing one Redis."""
 

@@ -13,6 +13,9 @@ import redis.exceptions
 
 logger = logging.getLogger(__name__)
 
+# Keys per MGET, entries per pipelined write.
+BATCH = 500
+
 
 def redis_client(url: str, max_connections: int = 64) -> redis.asyncio.Redis:
     """An asyncio Redis client whose pool makes callers wait for a free connection rather than
@@ -46,6 +49,13 @@ class MemoryCache:
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
+    async def get_many(self, keys: list[str]) -> list[Any | None]:
+        return [await self.get(key) for key in keys]
+
+    async def set_many(self, entries: list[tuple[str, Any, int]]) -> None:
+        for key, value, ttl in entries:
+            await self.set(key, value, ttl)
+
 
 class RedisCache:
     """Values as JSON under a key prefix, shared by every worker. A cache that cannot be reached
@@ -69,10 +79,39 @@ class RedisCache:
         except redis.exceptions.RedisError as exc:
             logger.warning("verification cache write failed: %s", exc)
 
+    async def get_many(self, keys: list[str]) -> list[Any | None]:
+        """One MGET per BATCH keys: a bulk run's thousands of lookups in a few round trips."""
+        found: list[Any | None] = []
+        try:
+            for start in range(0, len(keys), BATCH):
+                chunk = [self.prefix + key for key in keys[start : start + BATCH]]
+                found.extend(None if raw is None else json.loads(raw)
+                             for raw in await self.client.mget(chunk))  # fmt: skip
+        except redis.exceptions.RedisError as exc:
+            logger.warning("verification cache read failed: %s", exc)
+            return [None] * len(keys)
+        return found
+
+    async def set_many(self, entries: list[tuple[str, Any, int]]) -> None:
+        """The entries through one pipeline (no transaction: each SET stands alone)."""
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key, value, ttl in entries:
+                    pipe.set(self.prefix + key, json.dumps(value), ex=max(1, int(ttl)))
+                await pipe.execute()
+        except redis.exceptions.RedisError as exc:
+            logger.warning("verification cache write failed: %s", exc)
+
 
 class NoCache:
     async def get(self, key: str) -> Any | None:
         return None
 
     async def set(self, key: str, value: Any, ttl: int) -> None:
+        return None
+
+    async def get_many(self, keys: list[str]) -> list[Any | None]:
+        return [None] * len(keys)
+
+    async def set_many(self, entries: list[tuple[str, Any, int]]) -> None:
         return None

@@ -71,10 +71,15 @@ end
 return 0
 """
 
-# KEYS[1] is a hash {tokens, updated}; returns 0 when a token was taken, else milliseconds to wait.
+# KEYS[1] is a hash {tokens, updated}. Every call takes a token, going into debt when there is
+# none: it returns 0 when the token was there, else the milliseconds until the token it reserved
+# is due. One round trip per token, however busy the server: callers wait out their reservation
+# instead of asking again. The debt is bounded (ARGV[3] tokens), so callers that were cancelled
+# while waiting cannot hold the server back for long.
 _TAKE_TOKEN = """
 local rate = tonumber(ARGV[1])
 local capacity = tonumber(ARGV[2])
+local max_debt = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'updated')
@@ -84,13 +89,18 @@ tokens = math.min(capacity, tokens + (now - updated) * rate)
 local wait = 0
 if tokens >= 1 then
   tokens = tokens - 1
+elseif tokens > -max_debt then
+  tokens = tokens - 1
+  wait = math.ceil((-tokens) / rate * 1000)
 else
-  wait = math.ceil((1 - tokens) / rate * 1000)
+  return -math.ceil((1 - tokens) / rate * 1000)
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'updated', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / rate * 1000) + 1000)
+redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate * 1000) + 1000)
 return wait
 """
+# How many tokens ahead one server's callers may reserve: at 5 a second, 30 seconds' worth.
+MAX_RESERVED_SECONDS = 30.0
 
 
 class RedisLimiter:
@@ -133,5 +143,12 @@ class RedisLimiter:
         if self.rate <= 0:
             return
         key = f"{self.prefix}bucket:{host}"
-        while wait_ms := await self._take(keys=[key], args=[self.rate, self.burst]):
-            await asyncio.sleep(int(wait_ms) / 1000)
+        max_debt = max(1.0, self.rate * MAX_RESERVED_SECONDS)
+        while True:
+            wait_ms = int(await self._take(keys=[key], args=[self.rate, self.burst, max_debt]))
+            if wait_ms >= 0:
+                # 0: taken now; more: reserved, due after that long.
+                if wait_ms:
+                    await asyncio.sleep(wait_ms / 1000)
+                return
+            await asyncio.sleep(-wait_ms / 1000)  # reserved as far ahead as allowed: ask again

@@ -56,6 +56,9 @@ PROBE_REASONS = {
 }
 # Not cached per address: a later check must ask the server again.
 UNCACHED = {Reason.SMTP_SKIPPED, Reason.GREYLISTED, Reason.RATE_LIMITED}
+# Address results are written to the cache in batches of this many (one pipeline each); the rest
+# when the run ends.
+CACHE_WRITE_BATCH = 200
 # Replies that are not verdicts: asked again after a delay, within the caller's wait budget.
 RETRYABLE = {str(ReplyKind.GREYLISTED), str(ReplyKind.TEMPORARY), str(ReplyKind.RATE_LIMITED)}
 
@@ -153,14 +156,22 @@ class _Run:
         self.on_result = on_result
         self.results: list[VerificationResult | None] = []
         self._cache_writes: list[asyncio.Task] = []
+        self._unwritten: list[tuple[str, dict, int]] = []
 
     async def execute(self, addresses: list[str]) -> list[VerificationResult]:
         self.results = [None] * len(addresses)
         by_domain: dict[str, dict[str, list[_Item]]] = {}
-        for index, address in enumerate(addresses):
-            item = _Item(index, address, time.perf_counter())
-            if await self._precheck(item):
-                continue
+        items = [
+            _Item(index, address, time.perf_counter()) for index, address in enumerate(addresses)
+        ]
+        unfinished = [item for item in items if not self._precheck(item)]
+        if self.use_cache and unfinished:
+            # One batch of lookups for every address, not a round trip each.
+            keys = [f"addr:{item.syntax.normalized.lower()}" for item in unfinished]
+            cached = await self.verifier.cache.get_many(keys)
+            unfinished = [item for item, found in zip(unfinished, cached, strict=True)
+                          if not self._answer_from_cache(item, found)]  # fmt: skip
+        for item in unfinished:
             # Duplicates of one address are verified once and answered for every line.
             by_domain.setdefault(item.syntax.ascii_domain, {}).setdefault(
                 item.syntax.normalized.lower(), []
@@ -182,11 +193,12 @@ class _Run:
                                 )
 
         await asyncio.gather(*(one_domain(d, g) for d, g in by_domain.items()))
+        self._flush_cache_writes()
         await asyncio.gather(*self._cache_writes)
         return self.results  # type: ignore[return-value]
 
-    async def _precheck(self, item: _Item) -> bool:
-        """Decide what needs no network; True when the item is finished."""
+    def _precheck(self, item: _Item) -> bool:
+        """Decide what needs no network and no cache; True when the item is finished."""
         config = self.config
         started = time.perf_counter()
         item.syntax = syntax = check_syntax(
@@ -211,15 +223,17 @@ class _Run:
         if lists.is_allowed(syntax.normalized, syntax.ascii_domain):
             self._finish(item, Reason.ALLOW_LISTED)
             return True
-        if self.use_cache:
-            cached = await self.verifier.cache.get(f"addr:{syntax.normalized.lower()}")
-            if cached is not None:
-                result = VerificationResult.from_dict(cached)
-                result.address, result.cached = item.address, True
-                result.timings = {"total_ms": _ms(item.started)}
-                self._deliver(item.index, result)
-                return True
         return False
+
+    def _answer_from_cache(self, item: _Item, cached: dict | None) -> bool:
+        """Answer the item from its cached result, if there is one; True when it is finished."""
+        if cached is None:
+            return False
+        result = VerificationResult.from_dict(cached)
+        result.address, result.cached = item.address, True
+        result.timings = {"total_ms": _ms(item.started)}
+        self._deliver(item.index, result)
+        return True
 
     async def _mx(self, domain: str) -> MxLookup:
         if domain.startswith("["):
@@ -452,10 +466,16 @@ class _Run:
                 "unknown": self.config.ttl_unknown,
             }[result.verdict]
             key = f"addr:{result.normalized.lower()}"
-            # Written in the background so a slow cache never holds a verdict back.
-            self._cache_writes.append(
-                asyncio.ensure_future(self.verifier.cache.set(key, result.to_dict(), ttl))
-            )
+            self._unwritten.append((key, result.to_dict(), ttl))
+            if len(self._unwritten) >= CACHE_WRITE_BATCH:
+                self._flush_cache_writes()
+
+    def _flush_cache_writes(self) -> None:
+        """Write the waiting cache entries in one batch, in the background so that a slow cache
+        never holds a verdict back."""
+        if self._unwritten:
+            entries, self._unwritten = self._unwritten, []
+            self._cache_writes.append(asyncio.ensure_future(self.verifier.cache.set_many(entries)))
 
     def _deliver(self, index: int, result: VerificationResult) -> None:
         self.results[index] = result
