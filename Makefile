@@ -7,10 +7,10 @@ INSTALLED := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 CHROMEDRIVER := /usr/bin/chromedriver
 
-.PHONY: test browser run lint benchmark-verify benchmark-triage benchmark-pipeline \
+.PHONY: test browser promtool run lint benchmark-verify benchmark-triage benchmark-pipeline \
 	benchmark-ingest benchmark-soak clean
 
-test: $(INSTALLED) browser
+test: $(INSTALLED) browser promtool
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Chromium and its driver for tests/browser, from Debian, where the packages can be installed.
@@ -26,6 +26,24 @@ browser:
 		export DEBIAN_FRONTEND=noninteractive; \
 		{ apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; } \
 			|| echo "browser tests will skip: installing chromium and chromium-driver failed"; \
+	fi
+
+# promtool for tests/deploy (alert rules and dashboard queries), from Debian's prometheus package
+# where it can be installed: without recommends (no node exporter), and with the package's own
+# Prometheus server stopped where systemd started it. Best effort: without promtool those tests
+# skip, and `make test` goes on either way.
+promtool:
+	@-if command -v promtool >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" != 0 ]; then \
+		echo "promtool tests will skip: promtool missing, and installing it needs root"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "promtool tests will skip: promtool missing, and there is no apt-get here"; \
+	else \
+		echo "installing promtool (Debian's prometheus package) for the alert rule tests"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus \
+			>/dev/null; } || echo "promtool tests will skip: installing prometheus failed"; \
+		if [ -d /run/systemd/system ]; then systemctl disable --now prometheus >/dev/null 2>&1; fi; \
 	fi
 
 # The whole system on this machine: web, workers, beat, Flower, on the sample mailbox.
