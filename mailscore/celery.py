@@ -25,6 +25,7 @@ app.conf.imports = (
 @app.on_after_finalize.connect
 def schedule_periodic_tasks(sender: Celery, **_) -> None:
     # https://docs.celeryq.dev/en/stable/userguide/periodic-tasks.html#entries
+    from celery.schedules import crontab
     from django.conf import settings
 
     from tasks.dispatch import sweep
@@ -33,15 +34,16 @@ def schedule_periodic_tasks(sender: Celery, **_) -> None:
     from tasks.verification import resume_jobs
     from tasks.webhooks import RETRY_SWEEP_SECONDS, send_due_webhooks
 
-    sender.add_periodic_task(6 * 3600, create_partitions.s(), name="create-partitions")
-    sender.add_periodic_task(24 * 3600, apply_retention.s(), name="apply-retention")
+    # At fixed times of day rather than every N hours from beat's start: beat restarted more
+    # often than the interval (a deploy a day) would otherwise postpone them for ever.
+    sender.add_periodic_task(crontab(minute=5), create_partitions.s(), name="create-partitions")
+    sender.add_periodic_task(crontab(hour=3, minute=30), apply_retention.s(),
+                             name="apply-retention")  # fmt: skip
     sender.add_periodic_task(settings.MAILSCORE_SWEEP_SECONDS, sweep.s(), name="sweep")
     sender.add_periodic_task(settings.MAILSCORE_SWEEP_SECONDS, resume_jobs.s(), name="resume-jobs")
     sender.add_periodic_task(settings.MAILSCORE_IMAP_POLL_SECONDS, poll_imap.s(), name="poll-imap")
     sender.add_periodic_task(RETRY_SWEEP_SECONDS, send_due_webhooks.s(), name="webhook-retries")
     if settings.MAILSCORE_RETRAIN_NIGHTLY:
-        from celery.schedules import crontab
-
         from tasks.review import retrain_from_feedback
 
         sender.add_periodic_task(
