@@ -17,6 +17,7 @@ after MAX_ATTEMPTS takes the answer as it is (unknown, greylisted).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import queue
@@ -27,6 +28,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import redis.exceptions
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count
@@ -130,8 +132,11 @@ class ShardLease:
         self.client.set(self.key, self.token, xx=True, ex=self._seconds())
 
     def release(self) -> None:
-        if self.client.get(self.key) == self.token.encode():
-            self.client.delete(self.key)
+        # Redis away: the lease runs out by itself, and the error that ended the run is the one
+        # worth raising.
+        with contextlib.suppress(redis.exceptions.RedisError):
+            if self.client.get(self.key) == self.token.encode():
+                self.client.delete(self.key)
 
     @staticmethod
     def _seconds() -> int:

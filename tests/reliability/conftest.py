@@ -28,10 +28,12 @@ from tests.reliability.system import (
 )
 from tests.verification.conftest import KNOWN, SCENARIO_RECORDS, SCENARIO_SERVERS
 
-# A mail server that pauses before each reply, and many domains it serves: a bulk job across
-# them lasts long enough to be hit by a fault in the middle (test_job_faults.py).
-BULK_SERVER = ServerSpec("mx.bulk.test", "127.0.0.22", "normal", known=KNOWN,
-                         full=("fullbox",), disabled=("gone",), reply_delay=0.02)  # fmt: skip
+# Mail servers that pause before each reply, and many domains they serve (bulk<n>.test on
+# BULK_SERVERS[n % 4]): a bulk job across them lasts long enough to be hit by a fault in the
+# middle (test_job_faults.py).
+BULK_SERVERS = tuple(ServerSpec(f"mx.bulk{k}.test", f"127.0.0.{22 + k}", "normal", known=KNOWN,
+                                full=("fullbox",), disabled=("gone",), reply_delay=0.02)
+                     for k in range(4))  # fmt: skip
 BULK_DOMAINS = tuple(f"bulk{n}.test" for n in range(40))
 
 
@@ -83,8 +85,9 @@ class VerificationFarm:
 def verification_farm() -> Iterator[VerificationFarm]:
     """tests/verification's farm (normal, greylisting, tarpit, dropping servers, ...) in a thread
     of the test process, reached by the workers over loopback."""
-    bulk_records = {domain: {"MX": [f"10 {BULK_SERVER.name}."]} for domain in BULK_DOMAINS}
-    farm = Farm(FarmSpec(servers=[*SCENARIO_SERVERS, BULK_SERVER],
+    bulk_records = {domain: {"MX": [f"10 {BULK_SERVERS[n % len(BULK_SERVERS)].name}."]}
+                    for n, domain in enumerate(BULK_DOMAINS)}  # fmt: skip
+    farm = Farm(FarmSpec(servers=[*SCENARIO_SERVERS, *BULK_SERVERS],
                          records={**SCENARIO_RECORDS, **bulk_records}))  # fmt: skip
     farm.start_in_thread()
     Tarpit.loop = farm._loop

@@ -114,7 +114,7 @@ class RedisLimiter:
         rate: float,
         burst: int,
         prefix: str = "mailscore:verify:",
-        lease_seconds: float = 300.0,
+        lease_seconds: float = 30.0,
     ) -> None:
         self.client = client
         self.concurrency = max(1, concurrency)
@@ -134,10 +134,23 @@ class RedisLimiter:
         ):
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 0.25)
+        keeper = asyncio.ensure_future(self._keep(key, lease))
         try:
             yield
         finally:
+            keeper.cancel()
             await self.client.zrem(key, lease)
+
+    async def _keep(self, key: str, lease: str) -> None:
+        """Extend a held slot while its connection lives: the lease is short, so that the slots
+        of a process that died free themselves within it."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                await self.client.zadd(key, {lease: time.time() + self.lease_seconds}, xx=True)
+                await self.client.pexpire(key, int(self.lease_seconds * 1000))
+            except Exception:
+                return
 
     async def take_token(self, host: str) -> None:
         if self.rate <= 0:

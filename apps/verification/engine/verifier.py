@@ -15,6 +15,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import redis.exceptions
+
 from apps.verification.engine.cache import MemoryCache, NoCache, RedisCache
 from apps.verification.engine.config import VerifierConfig
 from apps.verification.engine.dns import MxHost, MxLookup, MxResolver, MxStatus
@@ -182,6 +184,9 @@ class _Run:
             async with gate:
                 try:
                     await self._verify_domain(domain, groups)
+                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                    # The shared limits are out of reach: no answer, the caller tries again.
+                    raise
                 except Exception as exc:
                     # A fault in one domain must not cost the answers for all the others.
                     logger.exception("verification of domain %s failed", domain)
