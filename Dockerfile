@@ -69,12 +69,13 @@ COPY . .
 # Static files for whitenoise, collected with the production settings. Those settings refuse to
 # load without these three variables; the values here exist only for this command and connect
 # to nothing: collectstatic opens no database or Redis connection. Metrics stay in-process for
-# it, so that no multiprocess file is left in the image; the metrics directory starts empty
-# (Kubernetes mounts an emptyDir over it).
-RUN DJANGO_SECRET_KEY=collectstatic-only \
+# it (prometheus_client turns multiprocess mode on whenever the variable exists, even empty, so
+# it is removed), so that no multiprocess file is left in the image; the metrics directory
+# starts empty (Kubernetes mounts an emptyDir over it).
+RUN env -u PROMETHEUS_MULTIPROC_DIR \
+    DJANGO_SECRET_KEY=collectstatic-only \
     DATABASE_URL=postgres://collectstatic@localhost:5432/collectstatic \
     REDIS_URL=redis://localhost:6379/0 \
-    PROMETHEUS_MULTIPROC_DIR='' \
     python manage.py collectstatic --noinput --verbosity 0 \
     && install -d -o mailscore -g mailscore /tmp/prometheus
 

@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from apps.core.api import api_not_found
-from apps.core.views import health
+from apps.core.views import health, live, metrics
 from apps.review.api import ReviewedMessageViewSet
 from apps.verification.api import JobViewSet, ValidateView
 
@@ -32,7 +32,10 @@ urlpatterns = [
         name="api-docs",
     ),
     path("health", health, name="health"),
-    path("", include("django_prometheus.urls")),
+    path("health/live", live, name="health-live"),
+    # Not django_prometheus.urls: its view reads only the multiprocess files, and this one adds
+    # what is read at scrape (queues, partitions, retention).
+    path("metrics", metrics, name="metrics"),
     # Keep last: any other path under /api/ gets a JSON 404 in the API's error shape.
     re_path(r"^api(?:/|$)", api_not_found),
 ]

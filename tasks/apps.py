@@ -28,6 +28,7 @@ class TasksConfig(AppConfig):
         check_countdowns_within_visibility()
         from tasks import (
             dispatch,  # noqa: F401 - connects dispatch's receiver
+            observability,  # noqa: F401 - stamps published tasks; metrics exporter, log context
             review,  # noqa: F401 - connects the retrain button's receiver
             verification,  # noqa: F401 - connects the validate receiver
             webhooks,  # noqa: F401 - connects the delivery receiver

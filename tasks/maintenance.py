@@ -6,7 +6,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.utils import timezone
 
-from apps.core import partitions, retention
+from apps.core import metrics, partitions, retention
+from apps.core.connections import redis_connection
 from apps.core.retention import retention_days
 from tasks.base import mailscore_task
 from tasks.queues import CeleryQueue
@@ -32,4 +33,5 @@ def apply_retention() -> list[dict]:
         retention_days=retention_days(),
         archive_dir=settings.MAILSCORE_ARCHIVE_DIR,
     )
+    metrics.mark_retention_run(redis_connection())
     return [{"partition": a.name, "rows": a.rows, "archive": str(a.path)} for a in done]

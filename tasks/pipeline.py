@@ -16,8 +16,9 @@ from celery import Task, chain
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import heartbeat_sent, worker_init, worker_process_init
 from django.conf import settings
+from django.db import transaction
 
-from apps.core import health
+from apps.core import health, metrics
 from apps.inbox import claims
 from apps.inbox.batch import ClaimedBatch
 from apps.inbox.models import Message, MessageStatus
@@ -48,10 +49,16 @@ class ChainStep(MailscoreTask):
             reason = f"{type(exc).__name__}: {exc}"
         logger.error("Step %s failed for claim %s: %s", self.name, batch.get("claim"), reason)
         step = self.name.rpartition(".")[2]
-        Message.objects.filter(
+        held = Message.objects.filter(
             id__in=batch.get("ids", []), claim=batch.get("claim"), status=MessageStatus.PROCESSING
-        ).update(status=MessageStatus.FAILED, failed_step=step, failure_reason=reason[:2000],
-                 claim=None, lease_expires_at=None)  # fmt: skip
+        )
+        with transaction.atomic():
+            failing = list(held.select_for_update().values_list("category", "priority"))
+            held.update(status=MessageStatus.FAILED, failed_step=step, failure_reason=reason[:2000],
+                        claim=None, lease_expires_at=None)  # fmt: skip
+        metrics.count_step_failures(step, len(failing))
+        for category, priority in failing:
+            metrics.count_finished(category, priority, MessageStatus.FAILED)
         request_dispatch()
 
 
@@ -136,7 +143,8 @@ def _load_models(sender, **_) -> None:
     global _worker_name
     if settings.MAILSCORE_PRELOAD_MODELS:
         _worker_name = sender.hostname
-        health.report_models(_worker_name, degraded=load_before_fork().degraded)
+        triager = load_before_fork()
+        health.report_models(_worker_name, degraded=triager.degraded, versions=triager.versions)
 
 
 @worker_process_init.connect
@@ -149,4 +157,5 @@ def _pool_process_started(**_) -> None:
 def _models_still_loaded(**_) -> None:
     # The report expires unless renewed, so /health forgets a pool that is gone.
     if _worker_name:
-        health.report_models(_worker_name, degraded=get_triager().degraded)
+        triager = get_triager()
+        health.report_models(_worker_name, degraded=triager.degraded, versions=triager.versions)

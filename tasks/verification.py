@@ -10,6 +10,7 @@ import uuid
 from django.conf import settings
 from django.dispatch import receiver
 
+from apps.core import logcontext, metrics
 from apps.verification import jobs, validation
 from apps.verification.engine.later import retry_countdown, wants_retry
 from apps.verification.evidence import with_mail_evidence
@@ -66,10 +67,13 @@ def finish_validation(self, address: str, key: str) -> None:
     """
     [result] = with_mail_evidence([asyncio.run(_verify(address, True))])
     if wants_retry(result) and self.request.retries < self.max_retries:
+        if not result.cached:
+            metrics.count_smtp_replies(result.smtp)
         limit = settings.MAILSCORE_VERIFICATION["greylist_max_delay"]
         countdown = retry_countdown(result.smtp.retry_after, self.request.retries + 1, limit)
         validation.extend_pending(key, countdown)
         raise self.retry(countdown=countdown)
+    metrics.record_verification(result, "validate")
     validation.store_answer(key, validation.answer_of(result))
 
 
@@ -79,7 +83,8 @@ def _finish_validation_soon(*, address: str, key: str, countdown: float, **_) ->
         finish_validation.apply_async(args=[address, key], countdown=countdown, retry=False)
     except BROKER_ERRORS as exc:
         # Without the marker the next call for the address checks it again.
-        logger.warning("Broker unavailable, %s is checked again on its next call: %s", key, exc)
+        logger.warning("Broker unavailable, %s is checked again on its next call: %s",
+                       logcontext.mask_address(key), exc)  # fmt: skip
         with contextlib.suppress(BROKER_ERRORS):  # if not, the marker expires by itself
             validation.clear_pending(key)
 

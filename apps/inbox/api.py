@@ -22,6 +22,7 @@ from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.response import Response
 
 from apps.accounts.scopes import Scope
+from apps.core import metrics
 from apps.core.api import (
     Conflict,
     ErrorDetailSerializer,
@@ -297,6 +298,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             result = ingest_raw(raw, source=MessageSource.API,
                                 source_detail=f"key {request.user.name}")  # fmt: skip
         except MessageTooLarge as exc:
+            metrics.count_ingested(MessageSource.API, "refused")  # answered 413, no row kept
             raise PayloadTooLarge(str(exc)) from exc
         body = self._accepted(request, result.message, result.created)
         if result.refused:

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core import metrics
 from apps.inbox.engine import ParsedMessage, parse_message
 from apps.inbox.engine.stored import parsed_from_json
 from apps.inbox.ingest import parse_limits
@@ -198,7 +199,20 @@ class ClaimedBatch(Batch):
         if lost:
             logger.warning("Step %s: %d messages of claim %s were taken back; not written",
                            self.step, lost, self.claim)  # fmt: skip
+        self._count(written)
         return sorted(self.handed_on + passed)
+
+    def _count(self, written: list[Message]) -> None:
+        """Metrics, once the step's writes are committed: its duration over the batch, the
+        messages it failed, and those that left the chain."""
+        if not (self.todo or self.unparseable):
+            return  # every message was handed on untouched: the step did not run
+        metrics.observe_step(self.step, time.perf_counter() - self.started)
+        failed = sum(m.status == MessageStatus.FAILED for m in written)
+        metrics.count_step_failures(self.step, failed)
+        for message in written:
+            if message.status != MessageStatus.PROCESSING:
+                metrics.count_finished(message.category, message.priority, message.status)
 
     def _write(self, messages: list[Message], fields: list[str], *, now=None) -> None:
         if not messages:

@@ -22,6 +22,7 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from django.db.models import F, Q
 from django.utils import timezone
 
+from apps.core import metrics
 from apps.inbox.models import Message, MessageStatus
 
 logger = logging.getLogger(__name__)
@@ -117,7 +118,9 @@ def requeue_expired(max_claims: int) -> Swept:
         status=MessageStatus.PROCESSING,
     )
     with transaction.atomic():
-        failed = expired.filter(claims__gte=max_claims).update(
+        lost = expired.filter(claims__gte=max_claims)
+        failing = list(lost.select_for_update().values_list("category", "priority"))
+        failed = lost.update(
             status=MessageStatus.FAILED,
             failed_step="chain",
             failure_reason=(
@@ -135,6 +138,9 @@ def requeue_expired(max_claims: int) -> Swept:
     if requeued or failed:
         logger.warning("Swept expired claims: %d messages back in the queue, %d failed",
                        requeued, failed)  # fmt: skip
+    metrics.count_step_failures("chain", len(failing))
+    for category, priority in failing:
+        metrics.count_finished(category, priority, MessageStatus.FAILED)
     return Swept(requeued, failed)
 
 

@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from apps.core import metrics
 from apps.core.retention import retention_days
 from apps.inbox.engine import (
     Envelope,
@@ -177,11 +178,14 @@ def _store(key: str, **row) -> IngestResult:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
         existing = Message.objects.defer("raw").filter(dedupe_key=key).order_by("id").first()
         if existing is not None:
+            metrics.count_ingested(row["source"], "duplicate")
             return IngestResult(existing, created=False)
         message = Message.objects.create(dedupe_key=key, parsed={}, **row)
         if message.status != MessageStatus.QUEUED:
+            metrics.count_ingested(row["source"], "refused")
             return IngestResult(message, created=True)
         transaction.on_commit(announce_queued)
+    metrics.count_ingested(row["source"], "accepted")
     return IngestResult(message, created=True)
 
 

@@ -6,8 +6,11 @@ The Celery tasks (tasks/pipeline.py) and manage.py triage call these same functi
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 
+from apps.core.metrics import inference
 from apps.inbox.batch import Batch
 from apps.inbox.engine.stored import parsed_to_json
 from apps.inbox.models import Message
@@ -50,7 +53,7 @@ def _found_encodings(batch: Batch, triager: Triager, *, required: bool) -> dict 
         return None
     if missing:
         batch.scratch["reencoded"] = True
-        encoded = triager.encode(batch.parsed_of(missing))
+        encoded = _encode(triager, batch.parsed_of(missing))
         for i, message in enumerate(missing):
             found[message.id] = (encoded.vectors[i], encoded.sentence_vectors[i])
     return found
@@ -65,14 +68,27 @@ def _encoded_for(found: dict | None, messages: list[Message]) -> Encoded | None:
     )
 
 
+def _encode(triager: Triager, parsed: list) -> Encoded | None:
+    if triager.encoder is None:
+        return None
+    with inference("encoder", len(parsed)):
+        return triager.encode(parsed)
+
+
+def _with_generator(triager: Triager, model: str, size: int):
+    """Times a call that runs the local generator, where one is configured."""
+    return inference(model, size) if triager.generator is not None else nullcontext()
+
+
 def classify(batch: Batch) -> list[int]:
     """Category and spam decision. Runs the encoder and leaves its output for later steps."""
     batch.begin("classify")
     triager = get_triager()
 
     def work(messages, parsed):
-        encoded = triager.encode(parsed)
-        decisions = triager.classify(parsed, encoded.vectors if encoded else None)
+        encoded = _encode(triager, parsed)
+        with inference("classifier", len(parsed)):
+            decisions = triager.classify(parsed, encoded.vectors if encoded else None)
         if encoded is not None:
             _keep_encodings(batch, triager, messages, encoded)
         threads = (assign_threads(messages, parsed) if batch.stored
@@ -125,7 +141,8 @@ def summarize(batch: Batch) -> list[int]:
     found = _found_encodings(batch, triager, required=True)
 
     def work(messages, parsed):
-        return triager.summarize(parsed, _encoded_for(found, messages))
+        with _with_generator(triager, "summarizer", len(parsed)):
+            return triager.summarize(parsed, _encoded_for(found, messages))
 
     def apply(message, summary):
         message.summary = summary
@@ -145,13 +162,14 @@ def draft_reply(batch: Batch) -> list[int]:
 
     def work(messages, parsed):
         encoded = _encoded_for(found, messages)
-        return triager.draft(
-            parsed,
-            [m.category for m in messages],
-            [(m.priority_result or {}).get("deadlines", []) for m in messages],
-            [m.summary for m in messages],
-            encoded.vectors if encoded is not None else None,
-        )
+        with _with_generator(triager, "generator", len(parsed)):
+            return triager.draft(
+                parsed,
+                [m.category for m in messages],
+                [(m.priority_result or {}).get("deadlines", []) for m in messages],
+                [m.summary for m in messages],
+                encoded.vectors if encoded is not None else None,
+            )
 
     def apply(message, result):
         draft, trust = result

@@ -34,6 +34,7 @@ from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from apps.core import metrics
 from apps.core.connections import redis_connection
 from apps.verification import validation
 from apps.verification.engine.later import retry_countdown, wants_retry
@@ -248,6 +249,8 @@ def _check_rows(job_id: uuid.UUID, rows: list[tuple[int, str, int]], lease: Shar
                 row_id, _, attempts = rows[index]
                 if wants_retry(result) and attempts + 1 < MAX_ATTEMPTS:
                     deferred.append((index, result))
+                    if not result.cached:  # its verification counts when it is asked again
+                        metrics.count_smtp_replies(result.smtp)
                 else:
                     pending.append((row_id, result))
             due = len(pending) >= FLUSH_ROWS or time.monotonic() - last_flush >= FLUSH_SECONDS
@@ -291,6 +294,7 @@ def store_answers(answers: list[tuple[int, VerificationResult]]) -> int:
     stamp = checked_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
     ids, verdicts, reasons, bodies = [], [], [], []
     for (row_id, _), result in zip(answers, results, strict=True):
+        metrics.record_verification(result, "job")
         body = {**validation.answer_of(result), "checked_at": stamp}
         ids.append(row_id)
         verdicts.append(body["verdict"])

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core import metrics
 from apps.inbox.batch import Batch, Deferred
 from apps.inbox.models import Message, MessageStatus
 from apps.verification import validation
@@ -66,7 +67,7 @@ def verify_sender(batch: Batch, *, attempt: int = 0, smtp: bool = True,
 
         return asyncio.run(check())
 
-    results = batch.compute(work)
+    results = computed = batch.compute(work)
     outcome = VerifyOutcome(handed_on=[])
     if ask_again_later and attempt + 1 < MAX_VERIFY_ATTEMPTS:
         delays = {}
@@ -121,4 +122,19 @@ def verify_sender(batch: Batch, *, attempt: int = 0, smtp: bool = True,
     outcome.handed_on = batch.save(results, apply, VERIFIER_VERSION,
                                    ["sender_trust", "sender_verdict", "sender_result"],
                                    also=store_verifications, attempts=attempt + 1, smtp=smtp)  # fmt: skip
+    _count(batch.todo, computed, set(outcome.later))
     return outcome
+
+
+def _count(messages: list[Message], computed: list, later: set[int]) -> None:
+    """Metrics: each sender's verification (a deferred one counts when it is asked again), and
+    the SMTP replies of every probe made."""
+    for message, result in zip(messages, computed, strict=True):
+        found = None if isinstance(result, Exception) else result.deliverability
+        if found is None:
+            continue
+        if message.id in later:
+            if not found.cached:
+                metrics.count_smtp_replies(found.smtp)
+        else:
+            metrics.record_verification(found, "chain")

@@ -18,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 
+from apps.core import metrics
 from apps.core.connections import redis_connection
 from apps.verification.engine import Verifier
 from apps.verification.engine.cache import NoCache
@@ -179,6 +180,7 @@ def validate(address: str, budget: float) -> dict[str, Any]:
     if result is not None:
         # Mail evidence may decide what the server would not say (greylisted, blocked, ...).
         [result] = with_mail_evidence([result])
+        metrics.record_verification(result, "validate")
     if result is not None and result.reason not in RETRY_LATER:
         answer = answer_of(result)
         if key is not None:
@@ -188,6 +190,7 @@ def validate(address: str, budget: float) -> dict[str, Any]:
         # The provisional answer already uses the evidence; the background check still runs,
         # because a definitive answer from the mailbox's server would stand over it.
         [result] = with_mail_evidence([_timed_out_result(address)])
+        metrics.record_verification(result, "validate")
         answer = answer_of(result)
         countdown = 0.0
     else:

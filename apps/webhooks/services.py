@@ -13,6 +13,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core import metrics
 from apps.webhooks.events import announce, envelope
 from apps.webhooks.models import PING, DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from apps.webhooks.sending import SendError, post
@@ -172,6 +173,9 @@ def deliver(delivery_id: str) -> str:
         delivery.status, delivery.finished_at = DeliveryStatus.FAILED, now
     delivery.save(update_fields=["status", "attempts", "last_status_code", "last_error",
                                  "next_attempt_at", "attempt_log", "delivered_at", "finished_at"])  # fmt: skip
+    metrics.count_webhook_delivery(
+        delivery.event, "retrying" if outcome == Outcome.RETRY else outcome
+    )
     if outcome != Outcome.DELIVERED:
         logger.info("Webhook delivery %s (%s) attempt %d: %s. %s", delivery.id, delivery.event,
                     number, outcome, error)  # fmt: skip

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -125,11 +126,35 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
+# text (the default, for a terminal) or json: one JSON object per line, for a log collector.
+# Either way every record carries task_id and message_id from the work in hand
+# (apps/core/logcontext.py); json writes them on every line, text only its message.
+MAILSCORE_LOG_FORMAT = env_str("MAILSCORE_LOG_FORMAT", "text").strip().lower() or "text"
+if MAILSCORE_LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"MAILSCORE_LOG_FORMAT={MAILSCORE_LOG_FORMAT!r}: use text or json.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "context": {"()": "apps.core.logcontext.ContextFilter"},
+        "privacy": {"()": "apps.core.logcontext.PrivacyFilter"},
+    },
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": ["levelname", "name", "message", "task_id", "message_id", "process"],
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",  # ISO 8601, UTC
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": MAILSCORE_LOG_FORMAT,
+            "filters": ["context", "privacy"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("MAILSCORE_LOG_LEVEL", "INFO")},
     # The embedded servers narrate every start and stop at INFO, some of it from exit hooks.
     "loggers": {
@@ -139,6 +164,14 @@ LOGGING = {
         "mail.log": {"level": "WARNING"},
     },
 }
+
+# --- Operations (apps/core; docs/operations.md) --------------------------------------------------
+# A Celery worker's main process serves its pool's metrics over HTTP on this port (0: none), and
+# on this address. Each worker needs a port of its own; `manage.py up` gives each one.
+MAILSCORE_METRICS_PORT = env_int("MAILSCORE_METRICS_PORT", 0)
+MAILSCORE_METRICS_ADDRESS = env_str("MAILSCORE_METRICS_ADDRESS", "0.0.0.0")
+# The version /health reports; empty: the one in pyproject.toml.
+MAILSCORE_VERSION = env_str("MAILSCORE_VERSION")
 
 # --- Celery -------------------------------------------------------------------------------------
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-url

@@ -219,4 +219,9 @@ def test_schema_and_health_are_served():
     assert schema.status_code == 200
     assert "/api/v1/messages/{id}/rerun" in schema.json()["paths"]
     health = anonymous.get("/health").json()
-    assert health == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+    assert health["status"] == "ok" and health["version"] and health["timestamp"]
+    checks = health["checks"]
+    assert {name: check["status"] for name, check in checks.items()} == {
+        "database": "ok", "redis": "ok", "queue": "ok", "models": "unknown"
+    }  # fmt: skip
+    assert all(check["latency_ms"] >= 0 for check in checks.values())

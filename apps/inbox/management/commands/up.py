@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -37,6 +38,10 @@ from mailscore.supervision import (
 SAMPLES = settings.BASE_DIR / "samples" / "demo.mbox"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 HEALTH_WAIT = 180.0
+# The workers whose main process serves its pool's metrics, each on a port of its own from here
+# up (docs/operations.md, "Metrics"); MAILSCORE_METRICS_PORT_<POOL> chooses one instead.
+METRICS_POOLS = ("triage", "generate", "verify", "webhooks", "maintenance")
+FIRST_METRICS_PORT = 9101
 
 
 class Command(BaseCommand):
@@ -88,6 +93,10 @@ class Command(BaseCommand):
             self.console.write(f"Starting mailscore: admin {web}/admin/  API {web}/api/v1/docs  "
                                f"Flower http://127.0.0.1:{options['flower_port']}/  "
                                f"data {settings.DATA_DIR}  logs {supervisor.log_dir}")  # fmt: skip
+            self.console.write(f"Flower sign-in: {self.flower_auth}")
+            ports = "  ".join(f"{pool} :{self.metrics_ports[pool]}" for pool in METRICS_POOLS)
+            self.console.write(f"Metrics: web {web}/metrics  workers {ports}  "
+                               f"health {web}/health")  # fmt: skip
             threading.Thread(target=self._samples, args=(web,), daemon=True).start()
             while not (self.signals or self.stop_requested or supervisor.gave_up):
                 if not supervisor.alive():
@@ -151,6 +160,21 @@ class Command(BaseCommand):
         environment.setdefault("MAILSCORE_WEB_WORKERS", "2")
         environment.setdefault("MAILSCORE_WORKER_LOG_LEVEL", "warning")
         environment["PYTHONUNBUFFERED"] = "1"
+        # Flower asks for these; generated for each run unless given.
+        if not environment.get("FLOWER_BASIC_AUTH"):
+            environment["FLOWER_BASIC_AUTH"] = f"admin:{secrets.token_urlsafe(12)}"
+        self.flower_auth = environment["FLOWER_BASIC_AUTH"]
+        self.metrics_ports = {}
+        for pool in METRICS_POOLS:
+            variable = f"MAILSCORE_METRICS_PORT_{pool.upper()}"
+            given = environment.get(variable, "").strip()
+            if given and not given.isdigit():
+                raise CommandError(f"{variable}={given!r}: give a port number, or leave it "
+                                   "unset for a free port.")  # fmt: skip
+            taken = set(self.metrics_ports.values())
+            port = int(given) if given else _free_port_from(FIRST_METRICS_PORT, taken)
+            environment[variable] = str(port)
+            self.metrics_ports[pool] = port
         return environment
 
     def _ensure_admin(self) -> None:
@@ -213,3 +237,18 @@ class Command(BaseCommand):
         if not self.options["exit_when_done"]:
             self._write("The system keeps running; Ctrl-C stops it.")
         return {"ok": finished == len(ids) and bool(ids), "counts": counts}
+
+
+def _free_port_from(first: int, taken: set[int]) -> int:
+    """The first port from first on that nothing listens on (another `up`, anything else)."""
+    for port in range(first, first + 1000):
+        if port in taken:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise CommandError(f"No free port for the workers' metrics from {first} on; set "
+                       "MAILSCORE_METRICS_PORT_<POOL> for each of them.")  # fmt: skip
