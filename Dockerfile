@@ -67,13 +67,14 @@ WORKDIR /app
 COPY . .
 
 # Static files for whitenoise, collected with the production settings. Those settings refuse to
-# load without these three variables; the values here exist only for this command and connect
-# to nothing: collectstatic opens no database or Redis connection. Metrics stay in-process for
-# it (prometheus_client turns multiprocess mode on whenever the variable exists, even empty, so
+# load without these three variables (and on a weak key: a random one is made for this command
+# alone and thrown away); the values exist only for this command and connect to nothing:
+# collectstatic opens no database or Redis connection. Metrics stay in-process for it
+# (prometheus_client turns multiprocess mode on whenever the variable exists, even empty, so
 # it is removed), so that no multiprocess file is left in the image; the metrics directory
 # starts empty (Kubernetes mounts an emptyDir over it).
 RUN env -u PROMETHEUS_MULTIPROC_DIR \
-    DJANGO_SECRET_KEY=collectstatic-only \
+    DJANGO_SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(64))')" \
     DATABASE_URL=postgres://collectstatic@localhost:5432/collectstatic \
     REDIS_URL=redis://localhost:6379/0 \
     python manage.py collectstatic --noinput --verbosity 0 \

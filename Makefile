@@ -48,7 +48,7 @@ promtool:
 
 # The whole system on this machine: web, workers, beat, Flower, on the sample mailbox.
 run: $(INSTALLED)
-	$(BIN)/python manage.py up $(RUN_ARGS)
+	DJANGO_SETTINGS_MODULE=mailscore.settings.local $(BIN)/python manage.py up $(RUN_ARGS)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

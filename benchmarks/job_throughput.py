@@ -216,6 +216,7 @@ def main() -> None:
         "MAILSCORE_HELO_HOSTNAME": "verifier.mailscore.test",
         "MAILSCORE_MAIL_FROM": "bounces@mailscore.test",
         "MAILSCORE_ALLOW_SPECIAL_USE_DOMAINS": "true",
+        "MAILSCORE_SMTP_ALLOWED_NETWORKS": "127.0.0.0/8",  # the farm is on loopback
         "MAILSCORE_SMTP_PER_HOST_CONCURRENCY": str(args.concurrency),
         "MAILSCORE_SMTP_PER_HOST_RATE": str(args.rate),
         "MAILSCORE_SMTP_PER_HOST_BURST": str(args.burst),
@@ -234,6 +235,7 @@ def main() -> None:
         per_host_rate=args.rate,
         per_host_burst=args.burst,
         allow_special_use_domains=True,
+        smtp_allowed_networks=("127.0.0.0/8",),  # the farm is on loopback
     )
     from benchmarks.system import System
 

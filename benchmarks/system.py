@@ -90,7 +90,8 @@ class System:
 
     def start_web_only(self, workers: int) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "mailscore.wsgi:application", "--bind",
+            [sys.executable, "-m", "gunicorn", "mailscore.wsgi:application",
+             "-c", "mailscore/gunicorn.conf.py", "--bind",
              f"127.0.0.1:{self.port}", "--workers", str(workers), "--log-level", "warning"],
             cwd=ROOT, env=self.environment(), stdout=self.log(), stderr=subprocess.STDOUT,
             start_new_session=True,

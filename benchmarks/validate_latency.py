@@ -60,6 +60,7 @@ def main() -> None:
         "MAILSCORE_HELO_HOSTNAME": "bench.mailscore.test",
         "MAILSCORE_MAIL_FROM": "bounces@mailscore.test",
         "MAILSCORE_ALLOW_SPECIAL_USE_DOMAINS": "true",
+        "MAILSCORE_SMTP_ALLOWED_NETWORKS": "127.0.0.0/8",  # the farm is on loopback
         "MAILSCORE_SMTP_PER_HOST_RATE": "0",
         "MAILSCORE_THROTTLE_VERIFY": "off",
     })  # fmt: skip

@@ -206,6 +206,7 @@ def main() -> None:
         per_host_rate=args.rate,
         per_host_burst=args.burst,
         allow_special_use_domains=True,
+        smtp_allowed_networks=("127.0.0.0/8",),  # the farm is on loopback
     )
     ours, peers = [], []
     try:

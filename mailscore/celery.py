@@ -4,7 +4,11 @@ import os
 
 from celery import Celery
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailscore.settings.local")
+# Production, as for the web entry points: a worker started without the variable must never run
+# with the local settings (DEBUG, the public development key). Production settings refuse to
+# load without their secrets, so a forgotten variable stops the worker rather than weakening it.
+# manage.py and `make run` name the local settings themselves.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailscore.settings.production")
 
 app = Celery("mailscore")
 app.config_from_object("django.conf:settings", namespace="CELERY")

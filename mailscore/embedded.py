@@ -214,7 +214,7 @@ def _spawn(command: list[str], log: Path, stop_signal: int, **options) -> subpro
     """A server in a session of its own, so that a Ctrl-C in the terminal reaches only us and we
     stop the servers last; it gets its stop signal if this process dies without stopping it."""
     with open(log, "ab") as output:
-        return subprocess.Popen(
+        return subprocess.Popen(  # noqa: S603 (the server binaries' own argv, no shell, no input)
             command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=die_with_this_process(stop_signal), **options,
         )  # fmt: skip

@@ -5,12 +5,30 @@ all; the directory is emptied when gunicorn starts (files of an earlier run woul
 and a worker that exits has its live gauges removed. Command-line options override these.
 """
 
+import io
 import os
 
 from prometheus_client import multiprocess
 
 # Read from the environment, as gunicorn's own GUNICORN_CMD_ARGS would be.
 workers = int(os.environ.get("MAILSCORE_WEB_WORKERS", "2"))
+# gevent: each connection is a greenlet, so a client that sends its headers or body slowly (or
+# never) costs a few kilobytes and holds no worker. A sync worker serves one socket at a time and
+# a gthread worker gives each socket a thread while it reads the request: a handful of slow
+# clients then take the whole web tier (docs/security.md). psycopg 3 and redis-py cooperate with
+# gevent's patched sockets, so a request waiting on the database lets the others run.
+worker_class = os.environ.get("MAILSCORE_WEB_WORKER_CLASS", "gevent")
+# Connections one worker holds at once, idle or slow ones included; past it, new ones wait in the
+# listen backlog.
+worker_connections = int(os.environ.get("MAILSCORE_WEB_WORKER_CONNECTIONS", "1000"))
+# Requests one gevent worker runs through Django at once (each with a database connection of its
+# own): many connections may be open, but only this many use PostgreSQL at a time, so the web
+# cannot exhaust its max_connections. A request's body is read before it takes a place.
+app_concurrency = int(os.environ.get("MAILSCORE_WEB_APP_CONCURRENCY", "8"))
+# Bodies up to this size are read whole before the request takes its place; a larger one is
+# streamed to Django, which refuses it by its own limits (DATA_UPLOAD_MAX_MEMORY_SIZE and the
+# ingest size limit).
+body_buffer_bytes = int(os.environ.get("MAILSCORE_WEB_BODY_BUFFER_BYTES", str(32 * 1024 * 1024)))
 # Long enough for a large ingest on a loaded machine; a request past it has its worker replaced.
 timeout = int(os.environ.get("MAILSCORE_WEB_TIMEOUT", "60"))
 graceful_timeout = 30
@@ -26,7 +44,8 @@ preload_app = False
 accesslog = None
 loglevel = os.environ.get("MAILSCORE_WEB_LOG_LEVEL", "warning")
 # Heartbeat files in memory, not on a possibly slow or read-only disk.
-worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# gunicorn creates each file itself with a random name, mode 0600, and unlinks it at once.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 (gunicorn's own advice; it makes unguessable files there)  # noqa: S108
 
 # With MAILSCORE_LOG_FORMAT=json gunicorn's own lines are JSON objects too, as the app's are
 # (mailscore/settings/base.py, LOGGING).
@@ -50,6 +69,77 @@ if os.environ.get("MAILSCORE_LOG_FORMAT", "text").strip().lower() == "json":
             }
         },
     }
+
+
+class _Chained(io.RawIOBase):
+    """What was buffered, then the rest of the client's stream."""
+
+    def __init__(self, head: bytes, rest) -> None:
+        self._head, self._rest = io.BytesIO(head), rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._head.read(len(buffer)) or self._rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _read_body(environ: dict) -> None:
+    """Read the request's body (up to body_buffer_bytes) from the client now, so that a slow
+    sender waits in its own greenlet and not in one of the app's places."""
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return
+    length = environ.get("CONTENT_LENGTH") or ""
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if not chunked and (not length.isdigit() or int(length) == 0):
+        return
+    wanted = min(int(length), body_buffer_bytes + 1) if length.isdigit() else body_buffer_bytes + 1
+    chunks, size = [], 0
+    while size < wanted:
+        chunk = stream.read(min(65536, wanted - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    head = b"".join(chunks)
+    if size > body_buffer_bytes:
+        environ["wsgi.input"] = io.BufferedReader(_Chained(head, stream))
+    else:
+        environ["wsgi.input"] = io.BytesIO(head)
+
+
+def post_worker_init(worker) -> None:
+    """In a gevent worker: at most app_concurrency requests in Django at a time, each body read
+    before, each response rendered and the database connection closed before the place is
+    given back."""
+    if not type(worker).__name__.startswith("Gevent"):
+        return  # another worker class, chosen on the command line
+    from django.db import connections
+    from django.http import HttpResponse
+    from gevent.lock import BoundedSemaphore
+
+    places = BoundedSemaphore(app_concurrency)
+    application = worker.wsgi
+
+    def gated(environ, start_response):
+        _read_body(environ)
+        with places:
+            response = application(environ, start_response)
+            if getattr(response, "streaming", False) or not isinstance(response, HttpResponse):
+                return response
+            try:
+                body = [b"".join(response)]
+            finally:
+                response.close()
+                # Each request runs in a greenlet of its own, so its connection is never used
+                # again: close it here rather than when the greenlet is collected.
+                connections.close_all()
+            return body
+
+    worker.wsgi = gated
 
 
 def on_starting(server) -> None:

@@ -223,7 +223,7 @@ class Supervisor:
         with open(self.state_dir / "supervisord.out", "wb") as output:
             # Its own session: the terminal's Ctrl-C comes to us, and we stop it in order. The
             # parent-death signal stops it, and so the programs, if we are killed outright.
-            self.process = subprocess.Popen(
+            self.process = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
                 [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.config_path)],
                 env=self.environment, cwd=self.directory, stdin=subprocess.DEVNULL,
                 stdout=output, stderr=subprocess.STDOUT, start_new_session=True,

@@ -149,5 +149,4 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for digest in revoking:
             authentication.forget(digest)
         self.message_user(request, f"Revoked {count} keys. Requests with them are refused from "
-                                   f"now on (within {authentication.CACHE_SECONDS} s on every "
-                                   "server).")  # fmt: skip
+                                   "now on, on every server.")  # fmt: skip

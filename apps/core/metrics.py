@@ -354,7 +354,7 @@ def start_series() -> None:
         STEP_FAILURES.labels(step=step)
 
 
-def start_exporter(port: int, address: str = "0.0.0.0") -> int:
+def start_exporter(port: int, address: str = "0.0.0.0") -> int:  # noqa: S104 (a pod's exporter is scraped from outside it; the NetworkPolicy admits only Prometheus)
     """An HTTP server for this process and its children's samples (a worker's main process, on
     MAILSCORE_METRICS_PORT). Returns the port it listens on (port 0 picks a free one)."""
     from prometheus_client import start_http_server

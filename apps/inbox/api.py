@@ -18,11 +18,11 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ParseError, UnsupportedMediaType, ValidationError
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import BaseParser, JSONParser
+from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 
 from apps.accounts.scopes import Scope
-from apps.core import metrics
+from apps.core import metrics, request_body
 from apps.core.api import (
     Conflict,
     ErrorDetailSerializer,
@@ -32,6 +32,7 @@ from apps.core.api import (
     Unprocessable,
     unstorable,
 )
+from apps.core.request_body import JSONParser
 from apps.inbox.engine import MessageTooLarge
 from apps.inbox.ingest import ingest_raw, refused_at_ingest, rerun
 from apps.inbox.models import Message, MessageSource
@@ -225,7 +226,7 @@ def _raw_from_request(request) -> bytes:
         if declared > 2 * limit:
             raise MessageTooLarge(declared, limit)
         try:
-            payload = json.loads(request.body)
+            payload = request_body.loads(request.body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ParseError(f"The body is not valid JSON ({exc}). {ACCEPTED}",
                              code="invalid_json") from exc  # fmt: skip

@@ -6,6 +6,10 @@ high-water mark in one transaction: a poll that dies half-way leaves nothing beh
 one fetches the same messages again. When the server's UIDVALIDITY changes, old UIDs mean
 nothing any more, so the folder is read from the start; ingest recognises the messages already
 stored by their Message-ID.
+
+Before each connection the mailbox is checked again (apps/inbox/imap_access.py): its password
+variable, its host's addresses and its encryption. The connection then goes to the address that
+was checked, not to a fresh lookup of the name, and TLS certificates are verified for the name.
 """
 
 from __future__ import annotations
@@ -15,13 +19,16 @@ import imaplib
 import logging
 import os
 import re
+import socket
 import ssl
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from apps.inbox.engine import MessageTooLarge
+from apps.inbox.imap_access import MailboxRefused, password_env_error, vet_host
 from apps.inbox.ingest import ingest_raw
 from apps.inbox.models import ImapMailbox, MessageSource
 
@@ -47,15 +54,58 @@ class PollResult:
     error: str = ""
 
 
+class _CheckedIMAP4(imaplib.IMAP4):
+    """IMAP4 that connects to an address checked beforehand, not to a new lookup of the name
+    (which a hostile DNS server could point elsewhere in between)."""
+
+    def __init__(self, host: str, port: int, address: str, **kwargs) -> None:
+        self.checked_address = address
+        super().__init__(host, port, **kwargs)
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        return socket.create_connection((self.checked_address, self.port), timeout)
+
+
+class _CheckedIMAP4_SSL(imaplib.IMAP4_SSL):  # noqa: N801 - named after imaplib's class
+    def __init__(self, host: str, port: int, address: str, **kwargs) -> None:
+        self.checked_address = address
+        super().__init__(host, port, **kwargs)
+
+    def _create_socket(self, timeout: float | None) -> ssl.SSLSocket:
+        raw = socket.create_connection((self.checked_address, self.port), timeout)
+        return self.ssl_context.wrap_socket(raw, server_hostname=self.host)
+
+
+def tls_context() -> ssl.SSLContext:
+    """Certificates and host names verified, against the system's CAs and MAILSCORE_IMAP_CA_FILE."""
+    context = ssl.create_default_context()
+    if settings.MAILSCORE_IMAP_CA_FILE:
+        try:
+            context.load_verify_locations(cafile=settings.MAILSCORE_IMAP_CA_FILE)
+        except (OSError, ssl.SSLError) as exc:
+            raise ImapError(
+                f"MAILSCORE_IMAP_CA_FILE={settings.MAILSCORE_IMAP_CA_FILE!r} could not be read as "
+                f"PEM CA certificates: {exc}"
+            ) from None
+    return context
+
+
 def _connect(mailbox: ImapMailbox) -> imaplib.IMAP4:
+    try:
+        address = str(vet_host(mailbox.host, mailbox.port, mailbox.security)[0])
+    except MailboxRefused as exc:
+        raise ImapError(str(exc)) from None
     if mailbox.security == "ssl":
-        return imaplib.IMAP4_SSL(
-            mailbox.host, mailbox.port, ssl_context=ssl.create_default_context(),
-            timeout=TIMEOUT_SECONDS,
-        )  # fmt: skip
-    connection = imaplib.IMAP4(mailbox.host, mailbox.port, timeout=TIMEOUT_SECONDS)
+        return _CheckedIMAP4_SSL(mailbox.host, mailbox.port, address,
+                                 ssl_context=tls_context(), timeout=TIMEOUT_SECONDS)  # fmt: skip
+    connection = _CheckedIMAP4(mailbox.host, mailbox.port, address, timeout=TIMEOUT_SECONDS)
     if mailbox.security == "starttls":
-        connection.starttls(ssl.create_default_context())
+        try:
+            connection.starttls(tls_context())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                connection.shutdown()
+            raise
     return connection
 
 
@@ -68,6 +118,10 @@ def _check(response: tuple, what: str) -> list:
 
 
 def _password(mailbox: ImapMailbox) -> str:
+    # Checked here too: a row written around the admin (SQL, a fixture) meets the same rule.
+    refused = password_env_error(mailbox.password_env)
+    if refused:
+        raise ImapError(refused)
     password = os.environ.get(mailbox.password_env)
     if password is None:
         raise ImapError(
@@ -108,9 +162,10 @@ def poll_mailbox(mailbox_id: int, *, limit: int = POLL_LIMIT) -> PollResult:
 
 
 def _fetch_into(mailbox: ImapMailbox, result: PollResult, limit: int) -> None:
+    password = _password(mailbox)
     connection = _connect(mailbox)
     try:
-        _check(connection.login(mailbox.username, _password(mailbox)), "LOGIN")
+        _check(connection.login(mailbox.username, password), "LOGIN")
         _check(
             connection.select(_quote(mailbox.folder), readonly=True), f"EXAMINE {mailbox.folder}"
         )

@@ -8,7 +8,10 @@ primary key is (id, received_at), because PostgreSQL requires the partition key 
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
+
+from apps.inbox.imap_access import MailboxRefused, password_env_error, vet_host
 
 
 class MessageStatus(models.TextChoices):
@@ -144,9 +147,16 @@ class Message(models.Model):
         return self.reviewed_priority or self.priority
 
 
+def validate_password_env(name: str) -> None:
+    error = password_env_error(name)
+    if error:
+        raise ValidationError(error, code="password_env")
+
+
 class ImapMailbox(models.Model):
     """An IMAP folder polled by beat. The password is never stored: password_env names the
-    environment variable that holds it in the worker's environment."""
+    environment variable that holds it in the worker's environment, one named
+    MAILSCORE_IMAP_PASSWORD_<something> (apps/inbox/imap_access.py)."""
 
     name = models.CharField(max_length=100, unique=True)
     host = models.CharField(max_length=255)
@@ -158,7 +168,11 @@ class ImapMailbox(models.Model):
     )
     username = models.CharField(max_length=255)
     password_env = models.CharField(
-        max_length=100, help_text="Name of the environment variable holding the password."
+        max_length=100,
+        validators=[validate_password_env],
+        help_text="Name of the environment variable holding the password in the workers' "
+        "environment: MAILSCORE_IMAP_PASSWORD_ followed by capital letters, digits or "
+        "underscores, e.g. MAILSCORE_IMAP_PASSWORD_SUPPORT.",
     )
     folder = models.CharField(max_length=255, default="INBOX")
     enabled = models.BooleanField(default=True)
@@ -173,3 +187,11 @@ class ImapMailbox(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.username}@{self.host}/{self.folder})"
+
+    def clean(self) -> None:
+        super().clean()
+        if self.host and self.port:
+            try:
+                vet_host(self.host, self.port, self.security)
+            except MailboxRefused as exc:
+                raise ValidationError({exc.field: str(exc)}) from None

@@ -3,8 +3,6 @@ send theirs with POST /api/v1/messages/{id}/feedback."""
 
 from __future__ import annotations
 
-import json
-
 from django.contrib.auth import get_user_model
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -14,6 +12,7 @@ from rest_framework.response import Response
 
 from apps.accounts.models import ApiKey
 from apps.accounts.scopes import Scope
+from apps.core import request_body
 from apps.core.api import Conflict, ErrorSerializer, FieldError, unstorable
 from apps.inbox.api import MessageSerializer, MessageViewSet
 from apps.inbox.models import PRIORITY_LEVELS, Message
@@ -161,7 +160,7 @@ class ReviewedMessageViewSet(MessageViewSet):
         """A reviewer's decision on a message, from an integration: kept as feedback, applied to
         the message, and learned from at the next retraining."""
         try:
-            body = json.loads(request.body or b"null")
+            body = request_body.loads(request.body or b"null")
         except (ValueError, UnicodeDecodeError) as exc:
             raise ParseError(f"The body is not valid JSON ({exc}). {FEEDBACK_ACCEPTED}",
                              code="invalid_json") from exc  # fmt: skip

@@ -22,13 +22,14 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ParseError, UnsupportedMediaType
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import BaseParser, JSONParser, MultiPartParser
+from rest_framework.parsers import BaseParser, MultiPartParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.scopes import Scope
 from apps.core.api import Conflict, ErrorSerializer, FieldError, PayloadTooLarge, unstorable
+from apps.core.request_body import JSONParser
 from apps.verification import job_input, jobs, validation
 from apps.verification.engine.syntax import MAX_INPUT_LENGTH
 from apps.verification.models import JobStatus, VerificationJob, VerificationJobItem
@@ -113,7 +114,9 @@ class ValidateView(APIView):
         try:
             body = request.data
         except ParseError as exc:
-            raise ParseError(f"The body is not valid JSON. {ACCEPTED}") from exc
+            too_deep = exc.get_codes() == "too_deep"
+            reason = exc.detail if too_deep else "The body is not valid JSON."
+            raise ParseError(f"{reason} {ACCEPTED}", code=exc.get_codes()) from exc
         except UnsupportedMediaType as exc:
             raise UnsupportedMediaType(
                 request.content_type, f"Content-Type must be application/json. {ACCEPTED}"

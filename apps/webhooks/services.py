@@ -55,7 +55,7 @@ def retry_delay(attempt: int, retry_after: str | None = None) -> float | None:
     """Seconds to wait after a failed attempt (1-based), or None when no attempt is left."""
     if attempt >= MAX_ATTEMPTS:
         return None
-    delay = RETRY_DELAYS[attempt - 1] * random.uniform(1 - JITTER, 1 + JITTER)
+    delay = RETRY_DELAYS[attempt - 1] * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311 (jitter, not a secret)
     if retry_after and retry_after.strip().isdigit():
         delay = max(delay, min(int(retry_after), MAX_RETRY_AFTER))
     return delay

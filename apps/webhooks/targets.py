@@ -16,17 +16,21 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from apps.verification.engine.addresses import (
+    InvalidNetworks,
+    IPAddress,
+    IPNetwork,
+    forbidden_reason,
+    non_public_reason,
+    parse_networks,
+)
+
+__all__ = ["IPAddress", "Target", "TargetRefused", "non_public_reason", "parse", "refusal", "vet"]
 
 ACCEPTED = (
     "Accepted: an http:// or https:// URL whose host name resolves only to public internet "
     "addresses (or to a network listed in MAILSCORE_WEBHOOK_ALLOWED_NETWORKS)."
 )
-# Python's ipaddress counts this as not global but names no category for it.
-SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")
-# IPv6 forms that carry an IPv4 address, each judged by the address it carries.
-NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
-IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 
 
 class TargetRefused(ValueError):
@@ -44,75 +48,20 @@ class Target:
     addresses: tuple[IPAddress, ...]
 
 
-def allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    networks = []
-    for entry in settings.MAILSCORE_WEBHOOK_ALLOWED_NETWORKS:
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError:
-            raise ImproperlyConfigured(
-                f"MAILSCORE_WEBHOOK_ALLOWED_NETWORKS: {entry!r} is not a network; give CIDRs "
-                "separated by commas, e.g. 10.20.0.0/16,fd00:1::/64."
-            ) from None
-    return networks
-
-
-def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 one stands for (mapped, NAT64, 6to4, Teredo, compatible)."""
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address in NAT64_PREFIX or (address in IPV4_COMPATIBLE and int(address) > 1):
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    if address.sixtofour is not None:
-        return address.sixtofour
-    if address.teredo is not None:
-        return address.teredo[1]
-    return None
-
-
-def non_public_reason(address: IPAddress) -> str | None:
-    """Why an address is not on the public internet, or None if it is."""
-    if isinstance(address, ipaddress.IPv6Address):
-        carried = embedded_ipv4(address)
-        if carried is not None:
-            reason = non_public_reason(carried)
-            if reason:
-                return f"{reason} (the IPv6 address carries {carried})"
-            if address.ipv4_mapped is not None:
-                return None  # the IPv4 address itself, written as IPv6
-    if address.is_unspecified:
-        return "an unspecified address"
-    if address.is_loopback:
-        return "a loopback address"
-    if address.is_link_local:
-        if address.version == 4:
-            return (
-                "a link-local address (where cloud metadata services such as 169.254.169.254 live)"
-            )
-        return "a link-local address"
-    if address.is_multicast:
-        return "a multicast address"
-    if address in SHARED_ADDRESS_SPACE:
-        return "a carrier-grade NAT address (100.64.0.0/10)"
-    if address.is_private:
-        return "a private address"
-    if address.is_reserved:
-        return "a reserved address"
-    if not address.is_global:
-        return "not a public internet address"
-    return None
+def allowed_networks() -> tuple[IPNetwork, ...]:
+    try:
+        return parse_networks(
+            settings.MAILSCORE_WEBHOOK_ALLOWED_NETWORKS,
+            setting="MAILSCORE_WEBHOOK_ALLOWED_NETWORKS",
+        )
+    except InvalidNetworks as exc:
+        raise ImproperlyConfigured(str(exc)) from None
 
 
 def refusal(address: IPAddress) -> str | None:
-    """Why webhooks may not go to an address, or None: it is public or in an allowed network."""
-    candidates = [address]
-    if isinstance(address, ipaddress.IPv6Address) and embedded_ipv4(address) is not None:
-        candidates.append(embedded_ipv4(address))
-    networks = allowed_networks()
-    if any(candidate in network for candidate in candidates for network in networks
-           if candidate.version == network.version):  # fmt: skip
-        return None
-    return non_public_reason(address)
+    """Why webhooks may not go to an address, or None: it is public or in an allowed network.
+    The same rule verification and IMAP follow (apps/verification/engine/addresses.py)."""
+    return forbidden_reason(address, allowed_networks())
 
 
 def parse(url: str) -> tuple[str, str, int, str]:

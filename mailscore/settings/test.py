@@ -15,7 +15,7 @@ embedded.ensure_services(
 
 from mailscore.settings.base import *  # noqa: E402,F403
 
-SECRET_KEY = "test-only-secret-key"
+SECRET_KEY = "test-only-secret-key"  # noqa: S105 (tests only; production refuses this key)
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # Tests use their own cache namespace so that they never read an operator's cached verdicts.

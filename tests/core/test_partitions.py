@@ -68,6 +68,7 @@ def test_a_dead_beat_at_months_end_does_not_stop_ingest():
 
 def test_retention_archives_then_drops_whole_expired_months(tmp_path, settings):
     settings.MAILSCORE_RETENTION_DAYS = 90
+    settings.MAILSCORE_ARCHIVE = True
     settings.MAILSCORE_ARCHIVE_DIR = tmp_path
     start = datetime(2032, 3, 15, 12, 0, tzinfo=UTC)
     with time_machine.travel(start, tick=False):
@@ -116,6 +117,7 @@ def test_retention_archives_then_drops_whole_expired_months(tmp_path, settings):
 def test_an_unwritable_archive_directory_drops_nothing(tmp_path, settings):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
+    settings.MAILSCORE_ARCHIVE = True
     settings.MAILSCORE_ARCHIVE_DIR = blocker
     with time_machine.travel(datetime(2033, 3, 15, tzinfo=UTC), tick=False):
         maintenance.create_partitions()

@@ -69,13 +69,15 @@ class Folder:
 
 
 @pytest.fixture
-def mailbox(imap_port, monkeypatch, request):
-    monkeypatch.setenv("MAILSCORE_TEST_IMAP_PASSWORD", PASSWORD)
+def mailbox(imap_port, monkeypatch, request, settings):
+    # The test's own server is on loopback, which mailboxes reach only where it is allowed.
+    settings.MAILSCORE_SMTP_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    monkeypatch.setenv("MAILSCORE_IMAP_PASSWORD_TEST", PASSWORD)
     name = f"Support-{request.node.name[-20:]}"
     folder = Folder(imap_port, name)
     box = ImapMailbox.objects.create(
         name=name, host="127.0.0.1", port=imap_port, security="none", username=USER,
-        password_env="MAILSCORE_TEST_IMAP_PASSWORD", folder=name,
+        password_env="MAILSCORE_IMAP_PASSWORD_TEST", folder=name,
     )  # fmt: skip
     return box, folder
 
@@ -127,9 +129,9 @@ def test_bad_messages_and_bad_credentials_are_reported_not_fatal(mailbox, monkey
     assert bytes(refused.raw).startswith(b"no headers here at all")
     assert refused.source_detail.startswith(f"{box.name}/")
 
-    monkeypatch.setenv("MAILSCORE_TEST_IMAP_PASSWORD", "wrong")
+    monkeypatch.setenv("MAILSCORE_IMAP_PASSWORD_TEST", "wrong")
     result = poll_imap()[0]
     assert "LOGIN" in result["error"] or "authentication" in result["error"].lower()
     assert ImapMailbox.objects.get(id=box.id).last_error
-    monkeypatch.delenv("MAILSCORE_TEST_IMAP_PASSWORD")
+    monkeypatch.delenv("MAILSCORE_IMAP_PASSWORD_TEST")
     assert "is not set" in poll_mailbox(box.id).error

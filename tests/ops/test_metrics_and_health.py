@@ -43,6 +43,8 @@ SCRAPED = {
     "mailscore_retention_last_run_timestamp_seconds",
 }
 
+# The web's /metrics answers only this bearer token (MAILSCORE_METRICS_TOKEN).
+METRICS_TOKEN = "ops-test-metrics-token"
 # Present from a worker's start, at zero until something fails.
 RARE = {"mailscore_step_failures_total"}
 
@@ -59,7 +61,8 @@ def get(url: str, *, method: str = "GET", data: bytes | None = None,
 
 def scrape(url: str) -> dict[str, list]:
     """family name -> its samples, parsed by Prometheus's own text parser."""
-    status, body = get(url)
+    # The web's /metrics asks for the token; the workers' exporters ignore the header.
+    status, body = get(url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert status == 200, (url, status, body[:500])
     families = defaultdict(list)
     for family in text_string_to_metric_families(body.decode()):
@@ -96,7 +99,8 @@ def system(start_module_system):
                       **({} if pool == "maintenance" else {"MAILSCORE_LOG_FORMAT": "json"})}
                for pool in POOLS},
         },
-        environment={"MAILSCORE_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8"},
+        environment={"MAILSCORE_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+                     "MAILSCORE_METRICS_TOKEN": METRICS_TOKEN},
     )  # fmt: skip
     system.metrics_ports = ports
     system.sent_mail = []

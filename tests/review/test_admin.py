@@ -108,7 +108,7 @@ def test_level_counts_count_open_mail_by_level_and_link_to_it(reviewer_client):
 def varied(colleague, reviewer):
     """A spread of messages, one for each thing the queue filters on."""
     ImapMailbox.objects.create(name="support-box", host="imap.mailscore.test", username="support",
-                               password_env="SUPPORT_IMAP_PASSWORD")  # fmt: skip
+                               password_env="MAILSCORE_IMAP_PASSWORD_SUPPORT")  # fmt: skip
     mail = {
         "billing": store(raw_message(subject="Invoice 2023 is wrong", age=timedelta(days=3)),
                          category="billing", level="P1"),

@@ -91,6 +91,8 @@ def farm_config(farm):
             per_host_rate=0,
             greylist_initial_delay=0.5,
             allow_special_use_domains=True,
+            # The farm is on loopback, where a verifier connects only if told it may.
+            smtp_allowed_networks=("127.0.0.0/8",),
         )
         values.update(overrides)
         return VerifierConfig(**values)
@@ -121,5 +123,8 @@ def farm_settings(settings, farm, redis_client):
         "per_host_rate": 0,
         "greylist_initial_delay": 0.5,
         "allow_special_use_domains": True,
+        # The farm is on loopback, where a verifier connects only if told it may.
+        "smtp_allowed_networks": ["127.0.0.0/8"],
     }
+    settings.MAILSCORE_SMTP_ALLOWED_NETWORKS = ["127.0.0.0/8"]
     return settings

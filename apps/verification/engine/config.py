@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from apps.verification.engine.addresses import parse_networks
+
 
 @dataclass(frozen=True)
 class VerifierConfig:
@@ -14,6 +16,10 @@ class VerifierConfig:
     mail_from: str = ""
     smtp_port: int = 25
     smtp_source_address: str = ""  # bind outgoing connections to this local IP
+    # Networks (CIDRs) a mail server may be in although they are not public. Loopback, private,
+    # link-local, CGNAT and other non-public addresses are never connected to otherwise, so that
+    # a sender cannot point an MX at this network (apps/verification/engine/addresses.py).
+    smtp_allowed_networks: tuple[str, ...] = ()
     # DNS: "host" or "host:port" entries; empty means the system resolver configuration.
     dns_nameservers: tuple[str, ...] = ()
     dns_timeout: float = 5.0
@@ -52,6 +58,10 @@ class VerifierConfig:
     own_domains: tuple[str, ...] = ()
     trusted_authserv_ids: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A mistyped network fails when the config is built, not at the first connection.
+        parse_networks(self.smtp_allowed_networks, setting="MAILSCORE_SMTP_ALLOWED_NETWORKS")
 
     @property
     def envelope_sender(self) -> str:

@@ -20,7 +20,7 @@ def wants_retry(result: VerificationResult | None) -> bool:
 def retry_countdown(retry_after: float, attempt: int, max_delay: float) -> float:
     """The server's own hint, doubled for each attempt already made, at most max_delay, with
     jitter. Never more than longest_countdown(max_delay)."""
-    return min(max_delay, retry_after * 2**attempt) * random.uniform(1.0, JITTER)
+    return min(max_delay, retry_after * 2**attempt) * random.uniform(1.0, JITTER)  # noqa: S311 (retry jitter, not a secret)
 
 
 def longest_countdown(max_delay: float) -> float:

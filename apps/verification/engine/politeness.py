@@ -98,7 +98,7 @@ end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'updated', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate * 1000) + 1000)
 return wait
-"""
+"""  # noqa: S105 (a Lua script that takes a rate-limit token, no secret)
 # How many tokens ahead one server's callers may reserve: at 5 a second, 30 seconds' worth.
 MAX_RESERVED_SECONDS = 30.0
 
@@ -132,7 +132,7 @@ class RedisLimiter:
         while not await self._acquire(
             keys=[key], args=[time.time(), self.concurrency, self.lease_seconds, lease]
         ):
-            await asyncio.sleep(delay * (0.5 + random.random()))
+            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 (jitter, not a secret)
             delay = min(delay * 2, 0.25)
         keeper = asyncio.ensure_future(self._keep(key, lease))
         try:

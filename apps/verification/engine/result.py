@@ -34,6 +34,9 @@ class Reason(StrEnum):
     SMTP_ERROR = "smtp_error"
     DNS_ERROR = "dns_error"
     SMTP_SKIPPED = "smtp_skipped"
+    # Every mail server address was loopback, private, link-local or otherwise not public, and
+    # none is in MAILSCORE_SMTP_ALLOWED_NETWORKS: nothing was connected to.
+    FORBIDDEN_ADDRESS = "forbidden_address"
     ALLOW_LISTED = "allow_listed"
     DENY_LISTED = "deny_listed"
     # Decided by mail seen rather than by the SMTP dialogue (apps/verification/engine/evidence.py).
@@ -67,6 +70,7 @@ VERDICT_OF = {
     Reason.SMTP_ERROR: Verdict.UNKNOWN,
     Reason.DNS_ERROR: Verdict.UNKNOWN,
     Reason.SMTP_SKIPPED: Verdict.UNKNOWN,
+    Reason.FORBIDDEN_ADDRESS: Verdict.UNKNOWN,
 }
 
 # 0-100: how likely a message to this address reaches a person. Documented in docs/verification.md.
@@ -86,6 +90,8 @@ BASE_SCORE = {
     Reason.MAILBOX_FULL: 35,
     Reason.CONNECTION_FAILED: 35,
     Reason.DNS_ERROR: 30,
+    # A mail server inside a private network is what a forged or hostile domain looks like.
+    Reason.FORBIDDEN_ADDRESS: 10,
     Reason.DISPOSABLE: 20,
 }
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import aiosmtplib
 
+from apps.verification.engine.addresses import forbidden_reason
 from apps.verification.engine.config import VerifierConfig
 from apps.verification.engine.dns import MxHost
 from apps.verification.engine.replies import ReplyKind, classify, enhanced_code
@@ -24,6 +25,7 @@ from apps.verification.engine.result import SmtpStep
 TIMEOUT = "timeout"
 CONNECTION_FAILED = "connection_failed"
 SMTP_ERROR = "smtp_error"
+FORBIDDEN_ADDRESS = "forbidden_address"
 
 
 @dataclass
@@ -104,8 +106,16 @@ class SmtpSession:
     async def _open(self, steps: list[SmtpStep]) -> None:
         """Connect to the first MX address that greets us; raise _StepFailed if none does."""
         failures: list[_StepFailed] = []
+        forbidden: list[_StepFailed] = []
         for mx in self.hosts:
             for ip in mx.addresses:
+                # The verifier leaves such addresses out before it gets here; this is the last
+                # word, next to the connect itself.
+                why = forbidden_reason(ip, self.config.smtp_allowed_networks)
+                if why is not None:
+                    error = f"{mx.host} [{ip}] is {why}; not connected to"
+                    forbidden.append(_StepFailed(FORBIDDEN_ADDRESS, "connect", error))
+                    continue
                 slot = self.limiter.slot(ip)
                 await slot.__aenter__()
                 try:
@@ -121,6 +131,8 @@ class SmtpSession:
                     raise
                 self._slot = slot
                 return
+        if not failures and forbidden:
+            raise forbidden[0]
         if not failures:
             raise _StepFailed(CONNECTION_FAILED, "connect", "no MX address to connect to")
         # Report the most telling failure: a refusal beats a timeout beats a refused connection.

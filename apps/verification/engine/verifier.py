@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import redis.exceptions
 
+from apps.verification.engine.addresses import forbidden_reason, is_forbidden
 from apps.verification.engine.cache import MemoryCache, NoCache, RedisCache
 from apps.verification.engine.config import VerifierConfig
 from apps.verification.engine.dns import MxHost, MxLookup, MxResolver, MxStatus
@@ -31,7 +32,13 @@ from apps.verification.engine.result import (
     score_for,
 )
 from apps.verification.engine.similarity import suggest_domain
-from apps.verification.engine.smtp import CONNECTION_FAILED, TIMEOUT, ProbeOutcome, SmtpSession
+from apps.verification.engine.smtp import (
+    CONNECTION_FAILED,
+    FORBIDDEN_ADDRESS,
+    TIMEOUT,
+    ProbeOutcome,
+    SmtpSession,
+)
 from apps.verification.engine.syntax import SyntaxResult, check_syntax
 
 logger = logging.getLogger(__name__)
@@ -55,9 +62,16 @@ PROBE_REASONS = {
     str(ReplyKind.PERMANENT): Reason.SMTP_ERROR,
     TIMEOUT: Reason.TIMEOUT,
     CONNECTION_FAILED: Reason.CONNECTION_FAILED,
+    FORBIDDEN_ADDRESS: Reason.FORBIDDEN_ADDRESS,
 }
-# Not cached per address: a later check must ask the server again.
-UNCACHED = {Reason.SMTP_SKIPPED, Reason.GREYLISTED, Reason.RATE_LIMITED}
+# Not cached per address: a later check must ask the server again (or, for a forbidden address,
+# see a changed MAILSCORE_SMTP_ALLOWED_NETWORKS at once).
+UNCACHED = {
+    Reason.SMTP_SKIPPED,
+    Reason.GREYLISTED,
+    Reason.RATE_LIMITED,
+    Reason.FORBIDDEN_ADDRESS,
+}
 # Address results are written to the cache in batches of this many (one pipeline each); the rest
 # when the run ends.
 CACHE_WRITE_BATCH = 200
@@ -277,12 +291,39 @@ class _Run:
         if not self.smtp:
             finish_all(Reason.SMTP_SKIPPED)
             return
-        outcomes, catch_all = await self._smtp_with_retries(domain, lookup, representatives)
+        reachable = self._reachable(lookup)
+        if reachable is None:
+            finish_all(Reason.FORBIDDEN_ADDRESS, error=self._forbidden_error(lookup))
+            return
+        outcomes, catch_all = await self._smtp_with_retries(domain, reachable, representatives)
         for key, items in groups.items():
             outcome, attempts, smtp_ms = outcomes[key]
             for item in items:
                 item.timings["smtp_ms"] = smtp_ms
                 self._finish_probe(item, lookup, outcome, attempts, catch_all)
+
+    def _reachable(self, lookup: MxLookup) -> MxLookup | None:
+        """The lookup with only the addresses a connection may be opened to (public ones, or in
+        smtp_allowed_networks); None when no address is left."""
+        allowed = self.config.smtp_allowed_networks
+        hosts = [
+            MxHost(
+                h.host, h.preference, [ip for ip in h.addresses if not is_forbidden(ip, allowed)]
+            )
+            for h in lookup.hosts
+        ]
+        if not any(h.addresses for h in hosts):
+            return None
+        return MxLookup(lookup.domain, lookup.status, hosts, lookup.implicit, lookup.error)
+
+    def _forbidden_error(self, lookup: MxLookup) -> str:
+        allowed = self.config.smtp_allowed_networks
+        refused = "; ".join(
+            f"{h.host} [{ip}] is {forbidden_reason(ip, allowed)}"
+            for h in lookup.hosts
+            for ip in h.addresses
+        )
+        return f"not connected: {refused} (allowed only in MAILSCORE_SMTP_ALLOWED_NETWORKS)"
 
     async def _smtp_with_retries(self, domain, lookup, items):
         """Probe every address; ask again after a delay for those answered with a 4xx, while the

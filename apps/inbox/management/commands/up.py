@@ -19,6 +19,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import get_default_password_validators
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
@@ -149,7 +151,8 @@ class Command(BaseCommand):
         environment = dict(os.environ)
         bin_dir = str(Path(sys.executable).parent)
         environment["PATH"] = bin_dir + os.pathsep + environment.get("PATH", "")
-        environment.setdefault("DJANGO_SETTINGS_MODULE", "mailscore.settings.local")
+        # Named for every program: the web and worker entry points default to production.
+        environment["DJANGO_SETTINGS_MODULE"] = settings.SETTINGS_MODULE
         environment.setdefault("DJANGO_DEBUG", "false")  # no tracebacks in pages
         # The servers' URLs (embedded ones included): the programs use them and start none.
         environment["DATABASE_URL"] = os.environ["DATABASE_URL"]
@@ -183,9 +186,19 @@ class Command(BaseCommand):
             self.console.write("Admin user: as created before (MAILSCORE_ADMIN_PASSWORD or the "
                                "password printed on first start).")  # fmt: skip
             return
-        password = os.environ.get("MAILSCORE_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        given = os.environ.get("MAILSCORE_ADMIN_PASSWORD")
+        # 24 random bytes: 32 URL-safe characters, well past every validator.
+        password = given or secrets.token_urlsafe(24)
+        refusals = _password_refusals(password, users.model(username="admin",
+                                                            email="admin@localhost"))  # fmt: skip
+        if refusals:
+            raise CommandError(
+                "MAILSCORE_ADMIN_PASSWORD was refused by the password validators "
+                f"(AUTH_PASSWORD_VALIDATORS): {'; '.join(refusals)}. Choose a longer, less "
+                "common one, or leave the variable unset to have a strong one generated."
+            )
         users.create_superuser("admin", "admin@localhost", password)
-        if os.environ.get("MAILSCORE_ADMIN_PASSWORD"):
+        if given:
             self.console.write("Admin user 'admin' created with MAILSCORE_ADMIN_PASSWORD.")
         else:
             self.console.write(f"Admin user 'admin' created; password (shown only now): {password}")
@@ -217,7 +230,7 @@ class Command(BaseCommand):
         deadline = time.monotonic() + HEALTH_WAIT
         while time.monotonic() < deadline and not self.signals:
             try:
-                with urllib.request.urlopen(f"{web}/health", timeout=2) as response:
+                with urllib.request.urlopen(f"{web}/health", timeout=2) as response:  # noqa: S310 (our own http://127.0.0.1 URL)
                     if response.status == 200:
                         return True
             except OSError:
@@ -252,3 +265,14 @@ def _free_port_from(first: int, taken: set[int]) -> int:
             return port
     raise CommandError(f"No free port for the workers' metrics from {first} on; set "
                        "MAILSCORE_METRICS_PORT_<POOL> for each of them.")  # fmt: skip
+
+
+def _password_refusals(password: str, user) -> list[str]:
+    """Each configured validator that refuses the password, by name, with its reason."""
+    refusals = []
+    for validator in get_default_password_validators():
+        try:
+            validator.validate(password, user)
+        except ValidationError as exc:
+            refusals.append(f"{type(validator).__name__}: {' '.join(exc.messages)}")
+    return refusals

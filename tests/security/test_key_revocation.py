@@ -1,0 +1,155 @@
+"""A key revoked (or deleted) in the admin is refused by every web process from the very next
+request, not after the 30 s its lookup is cached: tried against a second web process (a real
+gunicorn on loopback) that had just accepted, and cached, the key."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from apps.accounts import authentication
+from apps.accounts.models import ApiKey
+from apps.core.connections import redis_connection
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN_DIR = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _status(url: str, headers: dict[str, str] | None = None) -> int | None:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return None
+
+
+def _database_url() -> str:
+    """The test database (pytest-django's), which this process and the other one share."""
+    params = connection.get_connection_params()
+    host = params.get("host", "")
+    user, password, port = params.get("user", ""), params.get("password", ""), params.get("port")
+    credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    if host.startswith("/"):  # a Unix socket directory
+        return f"postgresql://{credentials}/{params['dbname']}?host={host}" + (
+            f"&port={port}" if port else ""
+        )
+    return f"postgresql://{credentials}{host}:{port or 5432}/{params['dbname']}"
+
+
+@pytest.fixture
+def other_web_process(transactional_db, settings):
+    """A gunicorn of its own (one worker, so every request reaches the same key cache) on the
+    test database and Redis."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="mailscore.settings.test",
+        DATABASE_URL=_database_url(),
+        REDIS_URL=settings.REDIS_URL,
+        PATH=f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    server = subprocess.Popen(
+        [str(BIN_DIR / "gunicorn"), "mailscore.wsgi:application", "--bind", f"127.0.0.1:{port}",
+         "--workers", "1", "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while _status(f"{url}/health/live") != 200:
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            pytest.fail(f"gunicorn did not start: {server.communicate()[0][-2000:]}")
+        time.sleep(0.2)
+    yield url
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+@pytest.fixture
+def admin(admin_user) -> Client:
+    signed_in = Client()
+    signed_in.force_login(admin_user)
+    return signed_in
+
+
+def _accepted_and_cached(url: str, secret: str) -> None:
+    # Twice: the first request looks the key up and caches it, the second is served from cache.
+    for _ in range(2):
+        assert _status(f"{url}/api/v1/messages", {"X-API-Key": secret}) == 200
+
+
+def test_a_key_revoked_in_the_admin_is_refused_by_another_process_at_once(other_web_process, admin):
+    key, secret = ApiKey.issue("crm-to-revoke")
+    _, kept_secret = ApiKey.issue("crm-kept")
+    _accepted_and_cached(other_web_process, secret)
+    _accepted_and_cached(other_web_process, kept_secret)
+
+    response = admin.post(
+        "/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [key.pk]}
+    )
+    assert response.status_code == 302, response.content[:500]
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+
+    assert _status(f"{other_web_process}/api/v1/messages", {"X-API-Key": secret}) == 401
+    # Other keys go on working (after one fresh lookup each).
+    assert _status(f"{other_web_process}/api/v1/messages", {"X-API-Key": kept_secret}) == 200
+
+
+def test_a_key_deleted_in_the_admin_is_refused_by_another_process_at_once(other_web_process, admin):
+    key, secret = ApiKey.issue("crm-to-delete")
+    _accepted_and_cached(other_web_process, secret)
+    response = admin.post(f"/admin/accounts/apikey/{key.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302, response.content[:500]
+    assert not ApiKey.objects.filter(pk=key.pk).exists()
+    assert _status(f"{other_web_process}/api/v1/messages", {"X-API-Key": secret}) == 401
+
+
+def test_without_redis_no_key_is_trusted_from_the_cache(transactional_db, settings):
+    """Redis unreachable: the revocation counter cannot be read, so every request asks the
+    database, and a key revoked meanwhile is refused."""
+    key, _ = ApiKey.issue("crm-redis-down")
+    assert authentication._lookup(key.key_hash) is not None
+    assert key.key_hash in authentication._seen
+    settings.REDIS_URL = f"redis://127.0.0.1:{_free_port()}/0"  # nothing listens there
+    redis_connection.cache_clear()
+    try:
+        assert authentication._generation() is None
+        ApiKey.objects.filter(pk=key.pk).update(revoked_at="2026-01-01T00:00:00Z")
+        assert authentication._lookup(key.key_hash) is None
+    finally:
+        redis_connection.cache_clear()
+
+
+def test_what_each_request_pays_for_the_revocation_check(transactional_db):
+    """Not a timing assert: it prints the cost of the one Redis GET every API request makes."""
+    authentication._generation()
+    rounds = 2000
+    started = time.perf_counter()
+    for _ in range(rounds):
+        assert authentication._generation() is not None
+    per_request = (time.perf_counter() - started) / rounds
+    print(f"revocation check: {per_request * 1e6:.0f} µs per request")
