@@ -17,7 +17,7 @@ from tests.reliability.system import (
 
 pytestmark = pytest.mark.reliability
 
-MESSAGES = 400
+MESSAGES = 200
 MISSING_ENCODER = "/nonexistent/path"
 
 

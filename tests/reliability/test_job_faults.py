@@ -44,7 +44,7 @@ JOB_ENVIRONMENT = {
 }
 # Mailboxes of every kind the bulk server has: known, role, full, disabled, unknown.
 LOCAL_PARTS = ("alice", "bob", "carol", "support", "fullbox", "gone")
-PER_DOMAIN = 50
+PER_DOMAIN = 30
 FINISHED = ("completed", "failed", "cancelled")
 JOB_TIMEOUT = 150
 REDIS_OUTAGE_SECONDS = 8

@@ -23,7 +23,7 @@ from tests.reliability.system import (
 
 pytestmark = pytest.mark.reliability
 
-MESSAGES = 400
+MESSAGES = 250
 REDIS_OUTAGE_SECONDS = 20
 # The contract: every accepted message final within this long of Redis coming back.
 FINAL_AFTER_REDIS_SECONDS = 120
