@@ -21,7 +21,7 @@ from tests.reliability.system import (
 
 pytestmark = pytest.mark.reliability
 
-MESSAGES = 400
+MESSAGES = 300
 TARPITTED = 12
 # A tarpit holds a connection as long as the verifier waits for a greeting: here longer than the
 # test, which lets the held connections go once it has seen the rest of the mail through.
