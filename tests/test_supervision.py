@@ -85,6 +85,7 @@ def test_b_ctrl_c_stops_everything_after_the_output_reader_is_gone(data_dir, tmp
     procfile.write_text(f"web: {PROGRAMS['web']}\nmaintenance: {PROGRAMS['maintenance']}\n"
                         f"chatter: {CHATTER}\n")  # fmt: skip
     copy = tmp_path / "tee.log"
+    copy.touch()  # read before tee, started just now, has opened it
     tee = subprocess.Popen(["tee", str(copy)], stdin=subprocess.PIPE,
                            stdout=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     with open(tmp_path / "stderr.log", "w") as errors:

@@ -12,7 +12,8 @@ embedded.ensure_services(
 
 from mailscore.settings.base import *  # noqa: E402,F403
 
-DEBUG = env_bool("DJANGO_DEBUG", True)  # noqa: F405
+# Off unless asked (DJANGO_DEBUG=true): debug pages list settings and the URLconf.
+DEBUG = env_bool("DJANGO_DEBUG", False)  # noqa: F405
 # One machine: Prometheus or curl on it may read /metrics without a token (web on 127.0.0.1).
 MAILSCORE_METRICS_LOOPBACK_WITHOUT_TOKEN = True
 # Static files (the admin's) are served by the app itself, straight from the installed packages.

@@ -84,6 +84,17 @@ def test_entry_points_without_the_variable_choose_production_and_refuse_without_
     assert proc.stdout.strip().splitlines()[-1] == "mailscore.settings.production", proc.stderr
 
 
+@pytest.mark.parametrize(("asked", "expected"), [(None, "False"), ("true", "True")])
+def test_local_settings_have_debug_off_unless_asked(asked, expected, tmp_path):
+    overrides = {"DJANGO_SETTINGS_MODULE": "mailscore.settings.local",
+                 "MAILSCORE_DATA_DIR": str(tmp_path)}  # fmt: skip
+    if asked is not None:
+        overrides["DJANGO_DEBUG"] = asked
+    proc = _python("import django.conf; print(django.conf.settings.DEBUG)", _environment(**overrides))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == expected, proc.stdout + proc.stderr
+
+
 @pytest.mark.parametrize(
     ("key", "message"),
     [
