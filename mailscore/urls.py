@@ -9,11 +9,13 @@ from apps.core.api import api_not_found
 from apps.core.views import health, live, metrics
 from apps.review.api import ReviewedMessageViewSet
 from apps.verification.api import JobViewSet, ValidateView
+from apps.webhooks.api import WebhookViewSet
 
 router = DefaultRouter(trailing_slash=False)
 router.include_root_view = False
 router.register("messages", ReviewedMessageViewSet, basename="message")
 router.register("jobs", JobViewSet, basename="job")
+router.register("webhooks", WebhookViewSet, basename="webhook")
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -13,7 +13,7 @@ from django.utils.html import format_html
 from apps.accounts import authentication
 from apps.accounts.models import ApiKey
 from apps.accounts.scopes import (
-    ALL_SCOPES,
+    DEFAULT_SCOPES,
     EXPIRY_ACCEPTED,
     KeyPolicyError,
     Scope,
@@ -26,7 +26,7 @@ from apps.accounts.scopes import (
 class NewApiKeyForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(
         choices=Scope.choices,
-        initial=list(ALL_SCOPES),
+        initial=list(DEFAULT_SCOPES),
         widget=forms.CheckboxSelectMultiple,
         help_text="What the key may do. Give each integration only what it needs.",
     )

@@ -16,7 +16,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.accounts.scopes import ALL_SCOPES, Scope, all_scopes, parse_scopes
+from apps.accounts.scopes import ALL_SCOPES, DEFAULT_SCOPES, Scope, all_scopes, parse_scopes
 
 KEY_PREFIX = "msk_"
 
@@ -53,12 +53,12 @@ class ApiKey(models.Model):
     def issue(
         cls,
         name: str,
-        scopes: Iterable[str] | str = ALL_SCOPES,
+        scopes: Iterable[str] | str = DEFAULT_SCOPES,
         expires_at: dt.datetime | None = None,
     ) -> tuple[ApiKey, str]:
-        """Create a key called name that may do scopes (all by default) until expires_at (never
-        by default); return it and the key itself, which is not kept. Unknown or no scopes raise
-        KeyPolicyError."""
+        """Create a key called name that may do scopes (DEFAULT_SCOPES by default) until
+        expires_at (never by default); return it and the key itself, which is not kept. Unknown or
+        no scopes raise KeyPolicyError."""
         chosen = parse_scopes(scopes if isinstance(scopes, str) else list(scopes))
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         row = cls.objects.create(name=name, key_hash=hash_key(key), key_start=key[:12],

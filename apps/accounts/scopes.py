@@ -13,10 +13,15 @@ class Scope(models.TextChoices):
     READ = "read", "read: messages and jobs"
     WRITE = "write", "write: ingest, feedback, re-run"
     VERIFY = "verify", "verify: address validation and jobs"
+    WEBHOOKS = "webhooks", "webhooks: configure webhook endpoints"
 
 
+# Every scope a key may hold.
 ALL_SCOPES: tuple[str, ...] = tuple(Scope.values)
 ACCEPTED_SCOPES = ", ".join(ALL_SCOPES)
+# What a key gets when none are named (and what keys made before there were scopes hold).
+# Scopes added later are given only to keys that ask for them.
+DEFAULT_SCOPES: tuple[str, ...] = (Scope.READ, Scope.WRITE, Scope.VERIFY)
 
 EXPIRY_ACCEPTED = (
     "a duration such as 12h, 90d or 8w (hours, days, weeks from now), or a date or time such as "
@@ -32,7 +37,7 @@ class KeyPolicyError(ValueError):
 
 def all_scopes() -> list[str]:
     """The scopes of a key made without naming any (and of keys made before there were scopes)."""
-    return list(ALL_SCOPES)
+    return list(DEFAULT_SCOPES)
 
 
 def parse_scopes(value: str | list[str] | tuple[str, ...]) -> list[str]:

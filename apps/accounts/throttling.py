@@ -42,6 +42,8 @@ RATE_SETTINGS = {
     Scope.READ: "MAILSCORE_THROTTLE_READ",
     Scope.WRITE: "MAILSCORE_THROTTLE_WRITE",
     Scope.VERIFY: "MAILSCORE_THROTTLE_VERIFY",
+    # Configuration calls, few and light: counted on their own, at the read rate.
+    Scope.WEBHOOKS: "MAILSCORE_THROTTLE_READ",
 }
 RATE_ACCEPTED = (
     "N/PERIOD, where PERIOD is s, min, h or day, optionally with a count (600/min, 50/10s), "

@@ -242,7 +242,10 @@ def test_create_api_key_expiry_forms(capsys, expires, expected):
 @pytest.mark.parametrize(
     "options, message",
     [
-        (["--scopes", "read,admin"], "Unknown scope 'admin'. Scopes are read, write, verify."),
+        (
+            ["--scopes", "read,admin"],
+            "Unknown scope 'admin'. Scopes are read, write, verify, webhooks.",
+        ),
         (["--scopes", " , "], "at least one scope: read, write, verify"),
         (["--expires", "90x"], "Cannot read '90x' as an expiry. Give a duration such as 12h"),
         (["--expires", "0d"], "already over"),

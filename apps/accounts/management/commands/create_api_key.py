@@ -1,5 +1,5 @@
-"""manage.py create_api_key NAME [--scopes read,write,verify] [--expires 90d]: a key for the
-API, shown once."""
+"""manage.py create_api_key NAME [--scopes read,write,verify,webhooks] [--expires 90d]: a key for
+the API, shown once."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from apps.accounts.models import ApiKey
 from apps.accounts.scopes import (
     ACCEPTED_SCOPES,
-    ALL_SCOPES,
+    DEFAULT_SCOPES,
     EXPIRY_ACCEPTED,
     KeyPolicyError,
     describe_expiry,
@@ -24,8 +24,9 @@ class Command(BaseCommand):
         parser.add_argument("name")
         parser.add_argument(
             "--scopes",
-            default=",".join(ALL_SCOPES),
-            help=f"comma list of what the key may do, from {ACCEPTED_SCOPES} (default: all)",
+            default=",".join(DEFAULT_SCOPES),
+            help=f"comma list of what the key may do, from {ACCEPTED_SCOPES} "
+            f"(default: {','.join(DEFAULT_SCOPES)})",
         )
         parser.add_argument(
             "--expires",
