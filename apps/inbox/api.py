@@ -62,7 +62,7 @@ class MessageSummarySerializer(serializers.ModelSerializer):
     class Meta:
         model = Message
         fields = ["id", "url", "status", "received_at", "source", "from_address", "subject",
-                  "category", "category_confidence", "priority", "priority_score",
+                  "category", "category_confidence", "language", "priority", "priority_score",
                   "sender_verdict", "failed_step"]  # fmt: skip
 
 
@@ -117,7 +117,7 @@ class MessageFilter(django_filters.FilterSet):
 
     class Meta:
         model = Message
-        fields = ["status", "category", "priority", "source", "sender_verdict"]
+        fields = ["status", "category", "language", "priority", "source", "sender_verdict"]
 
 
 _HEADER_LINE = {"type": "string", "pattern": "^[^\\r\\n]*$"}

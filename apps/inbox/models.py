@@ -89,6 +89,9 @@ class Message(models.Model):
     )
 
     category = models.CharField(max_length=64, blank=True)
+    language = models.CharField(
+        max_length=16, blank=True, help_text="The body's language (ISO 639-1), found when parsed."
+    )
     category_confidence = models.FloatField(null=True, blank=True)
     category_result = models.JSONField(null=True, blank=True)
     priority = models.CharField(max_length=16, blank=True)

@@ -420,7 +420,7 @@ def changes_anything(decision: Decision) -> bool:
 class MessageAdmin(admin.ModelAdmin):
     change_list_template = "review/message_change_list.html"
     list_display = ["sender", "subject_column", "summary_column", "category_column",
-                    "level_column", "status", "assignee", "age"]  # fmt: skip
+                    "level_column", "language", "status", "assignee", "age"]  # fmt: skip
     list_display_links = ["subject_column"]
     list_filter = [QueueFilter, NeedsReviewFilter, LevelFilter, CategoryFilter, AssigneeFilter,
                    TrustFilter, VerdictFilter, MailboxFilter, ReceivedRangeFilter]  # fmt: skip

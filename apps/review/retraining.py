@@ -146,7 +146,9 @@ def _retrain(mailbox, labels, force, created_by, progress, only_if_new) -> Retra
                                "--labels (an mbox and its labels CSV).")  # fmt: skip
     labelled = load_labelled(mailbox, labels)
     kept = [
-        item for item in labelled if bare_message_id(item[0].message_id) not in training.message_ids
+        item
+        for item in labelled
+        if bare_message_id(item.message.message_id) not in training.message_ids
     ]
     excluded = len(labelled) - len(kept)
     if not kept:

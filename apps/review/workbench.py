@@ -188,6 +188,13 @@ def top_reason(message: Message) -> str:
     return reasons[0] if reasons else ""
 
 
+# Why the classifier asked for a person, in a reviewer's words.
+REVIEW_REASONS = {
+    "language": "written in a language the model does not know well, and it is not sure",
+    "uncertain spam": "it looks like spam, but not clearly enough to file it there unseen",
+}
+
+
 def category_words(message: Message) -> dict:
     result = message.category_result or {}
     alternatives = [
@@ -202,6 +209,8 @@ def category_words(message: Message) -> dict:
         "runner_up": alternatives[0] if alternatives else "",
         "others": alternatives[1:4],
         "spam_probability": percent(result.get("spam_probability")),
+        "review": REVIEW_REASONS.get(result.get("review") or "", result.get("review") or ""),
+        "language": message.language,
         "reviewed": message.reviewed_category,
     }
 

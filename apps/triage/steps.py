@@ -101,13 +101,14 @@ def classify(batch: Batch) -> list[int]:
         # steps read it instead of parsing the bytes again.
         message.parsed = parsed_to_json(batch.parsed_of([message])[0])
         message.category = decision.label
+        message.language = batch.parsed_of([message])[0].language or ""
         message.category_confidence = decision.confidence
         message.category_result = decision.to_dict()
         message.thread_key = thread_key
 
     version = f"{triager.versions['classifier']} / {triager.versions['encoder']}"
     return batch.save(batch.compute(work), apply, version,
-                      ["parsed", "category", "category_confidence", "category_result",
+                      ["parsed", "category", "language", "category_confidence", "category_result",
                        "thread_key"])  # fmt: skip
 
 

@@ -38,6 +38,8 @@ class VerifyOutcome:
 
 def final_status(message: Message) -> str:
     confidence = message.category_confidence
+    if (message.category_result or {}).get("review"):
+        return MessageStatus.NEEDS_REVIEW  # the classifier asked for a person (its reason says why)
     if confidence is None or confidence < settings.MAILSCORE_REVIEW_CONFIDENCE:
         return MessageStatus.NEEDS_REVIEW
     return MessageStatus.TRIAGED

@@ -480,6 +480,8 @@ MAILSCORE_TRIAGE = {
     "templates_path": env_str("MAILSCORE_TEMPLATES_PATH"),
     "spam_head_path": env_str("MAILSCORE_SPAM_HEAD_PATH"),
     "light_spam_head_path": env_str("MAILSCORE_LIGHT_SPAM_HEAD_PATH"),
+    # Labelled real mail the category head learns from; empty: the packaged examples.
+    "category_examples_path": env_str("MAILSCORE_CATEGORY_EXAMPLES_PATH"),
     "vip_addresses": env_list("MAILSCORE_VIP_ADDRESSES"),
     "vip_domains": env_list("MAILSCORE_VIP_DOMAINS"),
     "own_domains": env_list("MAILSCORE_OWN_DOMAINS"),

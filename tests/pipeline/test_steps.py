@@ -197,3 +197,18 @@ def test_a_running_step_keeps_renewing_its_lease(ingest):
         time.sleep(0.5)  # past two renewals
         assert stored(message.id).lease_expires_at > first
     assert claims.requeue_expired(max_claims=5).requeued == 0
+
+
+def test_language_is_stored_and_unplaceable_foreign_mail_ends_in_review(ingest, farm_settings):
+    finnish = ingest("Hei, voisitteko kertoa milloin seuraava päivitys tulee ja mitä siinä muuttuu? "
+                     "Kiitos paljon avusta.", subject="Kysymys")  # fmt: skip
+    english = ingest(SAMPLES[0][0], subject=SAMPLES[0][1])
+    batch = claim_queued(10)
+    for step in (pipeline.classify, pipeline.prioritize, pipeline.summarize, pipeline.draft_reply):
+        step(batch)
+    pipeline.verify_sender(batch)
+    done = stored(finnish.id)
+    assert done.language == "fi" and done.category_result["review"] == "language"
+    assert done.status == MessageStatus.NEEDS_REVIEW
+    assert stored(english.id).language == "en"
+    assert stored(english.id).category_result["review"] is None

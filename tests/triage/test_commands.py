@@ -65,10 +65,13 @@ def test_unreadable_input_is_reported_and_the_rest_processed(tmp_path):
 
 def test_evaluate_prints_the_figures():
     out = StringIO()
-    call_command("evaluate", "--skip-spam", stdout=out, stderr=StringIO())
+    call_command("evaluate", "--skip-spam", "--labelled", str(SAMPLES / "demo.mbox"),
+                 "--labels", str(SAMPLES / "demo_labels.csv"), stdout=out, stderr=StringIO())  # fmt: skip
     text = out.getvalue()
-    assert "Categories (70 labelled messages)" in text and "accuracy" in text
+    assert "Categories (70 labelled messages, all part of" in text and "accuracy" in text
     assert "within one level" in text and "(rows: label, columns: predicted)" in text
+    assert "business mail filed as spam:" in text and "Other languages:" in text
+    assert "P0: " in text and "To review:" in text
 
 
 def test_evaluate_spam_cross_validation_on_a_sample(spam_corpus):

@@ -54,7 +54,7 @@ def test_one_encoder_pass_per_batch(triager, labelled):
 
     triager.encoder.encode = counting
     try:
-        triager.triage([m for m, _, _ in labelled[:10]])
+        triager.triage([item.message for item in labelled[:10]])
     finally:
         triager.encoder.encode = original
     assert calls == [10]
@@ -88,7 +88,7 @@ def test_summary_and_draft_use_only_the_new_text(triager):
 
 
 def test_spam_gets_no_draft(triager, labelled):
-    spam = [m for m, label, _ in labelled if label == "spam"]
+    spam = [item.message for item in labelled if item.category == "spam"]
     for outcome in triager.triage(spam):
         assert outcome.draft is None
 
@@ -99,14 +99,14 @@ def test_fallback_mode_when_the_encoder_cannot_load(tmp_path, labelled):
         "encoder unavailable" in degraded.degraded
         and str(tmp_path / "no-model") in degraded.degraded
     )
-    outcomes = degraded.triage([m for m, _, _ in labelled])
+    outcomes = degraded.triage([item.message for item in labelled])
     assert {o.category.decided_by.split(":")[0] for o in outcomes} <= {
         "fallback",
         "headers",
         "spam_head",
     }
     accuracy = sum(
-        o.category.label == c for o, (_, c, _) in zip(outcomes, labelled, strict=True)
+        o.category.label == item.category for o, item in zip(outcomes, labelled, strict=True)
     ) / len(labelled)
     assert accuracy >= 0.6  # rules plus the light model keep mail flowing, less precisely
     with pytest.raises(ModelLoadError, match="No encoder at .*MAILSCORE_ENCODER_PATH"):

@@ -20,6 +20,7 @@ from apps.triage.engine.draft import (
     no_reply_reason,
 )
 from apps.triage.engine.encoder import Encoded, ModelLoadError, load_encoder
+from apps.triage.engine.examples import load_examples, packaged_vectors_path
 from apps.triage.engine.learning import Learned, score_for_level
 from apps.triage.engine.priority import (
     PriorityDecision,
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 
 # Priority comes from rules in priority.py; change this label when they change.
-PRIORITY_RULES_VERSION = "priority-rules-1"
+PRIORITY_RULES_VERSION = "priority-rules-2"
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class TriageConfig:
     templates_path: str = ""
     spam_head_path: str = ""
     light_spam_head_path: str = ""
+    # Labelled real mail for the category head; empty means the packaged examples.
+    category_examples_path: str = ""
     vip_addresses: tuple[str, ...] = ()
     vip_domains: tuple[str, ...] = ()
     own_domains: tuple[str, ...] = ()
@@ -131,6 +134,14 @@ class Triager:
                 f"dimensional embeddings; the encoder gives {self.encoder.dimension}. Retrain it "
                 "with manage.py train_spam."
             )
+        try:
+            self.category_examples = load_examples(config.category_examples_path or None)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(f"Could not load the category examples from "
+                                 f"{config.category_examples_path}: {exc}") from exc  # fmt: skip
+        self.category_examples.with_vectors(
+            self.encoder, None if config.category_examples_path else packaged_vectors_path()
+        )
         self.generator = None
         if config.generator_path:
             from apps.triage.engine.generator import load_generator
@@ -147,7 +158,8 @@ class Triager:
         """Take a new taxonomy, templates, sender rules and learned model. The category head is
         refitted (a second or so); the encoder and spam head stay as they are."""
         classifier = Classifier(setup.taxonomy, self.spam_head, self.encoder,
-                                learned=setup.learned, senders=setup.senders)  # fmt: skip
+                                learned=setup.learned, senders=setup.senders,
+                                examples=self.category_examples)  # fmt: skip
         self.setup = setup
         self.taxonomy = setup.taxonomy
         self.templates = setup.templates

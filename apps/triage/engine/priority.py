@@ -12,22 +12,103 @@ from apps.triage.engine.deadlines import find_deadlines
 from apps.triage.engine.taxonomy import NO_REPLY
 
 CATEGORY_BASE = {
-    "incident": 55, "security": 55, "legal": 35, "account": 35, "billing": 30,
+    "incident": 55, "security": 40, "legal": 35, "account": 35, "billing": 30,
     "support": 30, "sales": 25, "feedback": 10, "other": 10,
 }  # fmt: skip
 LEVELS = ((70, "P0"), (45, "P1"), (20, "P2"), (0, "P3"))
 
 _URGENCY = re.compile(
     r"\b(urgent(ly)?|asap|as soon as possible|immediately|right away|emergency|critical|"
-    r"blocker|blocking|time[- ]sensitive|top priority|high priority|escalat\w*|now)\b",
+    r"blocker|blocking|time[- ]sensitive|top priority|high priority|escalat\w*|right now)\b",
     re.I,
 )
 _IMPACT = re.compile(
     r"\b(outage|down|production|prod|all (our )?(users|customers)|every (user|customer)|"
     r"revenue|data loss|losing (money|data|orders|customers)|cannot (log ?in|work|access)|"
-    r"breach|compromised|leak(ed)?|not working|stopped working|broken)\b",
+    r"breach|compromised|leak(ed)?|not working|stopped working|broken|checkout|black friday|"
+    r"payments? (are |is )?failing|(nobody|no one) can|all (of )?(our|my) (agents|staff|team|users|customers)|"
+    r"(tickets|data|messages|emails|records) (have |has )?(disappeared|vanished|gone missing|deleted)|"
+    r"(missing|lost|deleted) (tickets|data|messages|emails|records))\b",
     re.I,
 )
+
+# Mail in other languages says the same things; the common words for them.
+_URGENCY_ELSEWHERE = re.compile(
+    r"\b(dringend\w*|eilt|sofort|umgehend|urgente?s?|urgence|imm[ée]diatement|"
+    r"d[èe]s que possible|lo antes posible|cuanto antes|inmediatamente|"
+    r"il prima possibile|subito|o mais r[áa]pido poss[íi]vel|imediatamente|spoedig|zo snel mogelijk)\b",
+    re.I,
+)
+_IMPACT_ELSEWHERE = re.compile(
+    r"\b(ausfall|st[öo]rung|funktioniert (nicht|nichts)|geht nicht|produktion|alle (unsere )?"
+    r"(nutzer|kunden|agenten|mitarbeiter)|"
+    r"panne|ne fonctionne (plus|pas)|hors service|en production|impossible|tous nos|"
+    r"ca[íi]da|no funciona|fuera de servicio|producci[óo]n|todos nuestros|"
+    r"non funziona|fuori servizio|produzione|tutti i nostri|"
+    r"n[ãa]o funciona|fora do ar|produ[çc][ãa]o|parad[oa]|todos os nossos|"
+    r"werkt niet|storing|al onze)\b",
+    re.I,
+)
+# Frustration: a customer who has written before, is angry, or is about to leave.
+_FRUSTRATION = re.compile(
+    r"\b((third|fourth|fifth|second|3rd|4th) time|again and again|yet again|"
+    r"still (no|not|nothing|waiting|broken)|no (one|body) (has )?(answered|replied|responded|got back)|"
+    r"(haven'?t|have not|never) (heard back|received (a|any) (reply|response|answer))|"
+    r"waiting (for|since) (days|weeks|a week|\d+ (days|weeks))|unacceptable|ridiculous|"
+    r"fed up|frustrat\w+|furious|appall\w+|disgrace\w*|terrible|worst|"
+    r"cancel (our|my|the) (subscription|account|contract|plan)|(we|i) (will|'ll|are going to) "
+    r"(cancel|leave|switch)|switch(ing)? to (a |another )?(competitor|provider|vendor)|"
+    r"(looking at|considering) (other )?(alternatives|competitors)|chargeback|"
+    r"zum (dritten|vierten|wiederholten) (mal|male)|inakzeptabel|unversch[äa]mt|k[üu]ndigen|"
+    r"(troisi[èe]me|quatri[èe]me) fois|inacceptable|r[ée]silier|"
+    r"(tercera|cuarta) vez|inaceptable|(terza|quarta) volta|inaccettabile|disdire|"
+    r"(terceira|quarta) vez|inaceit[áa]vel|derde keer|onacceptabel|opzeggen)\b",
+    re.I,
+)
+# A sender telling us the problem is solved: thanks, nothing left to do.
+_RESOLVED = re.compile(
+    r"\b(that (fixed|solved|did) (it|the trick)|(it'?s|it is|all) (working|good|sorted|fine) now|"
+    r"works (now|again|perfectly)|problem (is )?(solved|resolved|gone)|issue (is )?resolved|"
+    r"you can close (this|the ticket)|no (further )?action (is )?(needed|required)|just wanted to say thanks|"
+    r"jetzt funktioniert|funktioniert wieder|hat geklappt|[çc]a marche|fonctionne (de nouveau|à nouveau)|"
+    r"ya funciona|funciona de nuevo|ora funziona|funziona di nuovo|agora funciona|werkt weer)\b",
+    re.I,
+)
+# A customer's own account used by someone else: an attacker may be inside right now.
+_COMPROMISE = re.compile(
+    r"\b((was|were)n'?t (me|us)|(did|do) not (make|recognise|recognize|authori[sz]e)|"
+    r"(didn'?t|don'?t) (make|recognise|recognize|authori[sz]e)|"
+    r"(unusual|unknown|unfamiliar|unrecognised|unrecognized|suspicious) (sign-?in|log-?in|login|location|"
+    r"country|device|ip|activity|access)|someone (else )?(logged|signed) in|"
+    r"(api )?(key|token|secret|password|credentials?) (was |were |has been |have been )?"
+    r"(leaked|exposed|published|committed|pushed)|(public|publicly visible) (repo|repository|github)|"
+    r"not (me|us)|(log-?in|sign-?in|logged in|signed in) from (an? )?(unusual|unknown|new|foreign|another)|"
+    r"vazad[ao]s?|geleakt|fuite|filtrad[ao]s?|trapelat[oia]|"
+    # Data open to anyone: a database or bucket reachable without a password.
+    r"(without|ohne|sans|sin|senza|sem|zonder) (any |jede |jegliche )?(authentication|authentifizierung|"
+    r"authentification|autenticaci[óo]n|autenticazione|autentica[çc][ãa]o|authenticatie|password|passwort))\b",
+    re.I,
+)
+# A report of a weakness in the product: someone must look today.
+_VULNERABILITY = re.compile(
+    r"\b(proof of concept|poc|xss|cross-site|sql injection|remote code execution|rce|ssrf|"
+    r"idor|subdomain takeover|account takeover|privilege escalation|open redirect|"
+    r"(publicly|openly) (accessible|reachable|exposed)|[öo]ffentlich (zug[äa]nglich|erreichbar))\b",
+    re.I,
+)
+# A data-subject request (GDPR and its kin) runs on a statutory clock.
+_DATA_SUBJECT = re.compile(
+    r"\b(gdpr|dsgvo|rgpd|lgpd|ccpa|avg|data subject|right (to|of) (erasure|access)|"
+    r"art(icle|\.|ikel|igo|icolo)? ?1[57]|auskunft\w*|l[öo]schung\w*|droit (à l'effacement|d'acc[èe]s)|"
+    r"derecho (de acceso|de supresi[óo]n)|direito (de acesso|ao apagamento)|exclus[ãa]o de dados|"
+    r"diritto (di accesso|alla cancellazione)|inzageverzoek|verwijderverzoek)\b",
+    re.I,
+)
+# Saying "not urgent" is not urgency.
+_NEGATED = re.compile(
+    r"\b(not|no|nicht|kein|pas|non|no es|n[ãa]o [ée]|niet)\s+(so\s+|very\s+|sehr\s+)?$", re.I
+)
+FRUSTRATED_FLOOR = 45  # P1: an angry or repeat complaint waits no longer than today
 
 
 @dataclass
@@ -69,16 +150,46 @@ def prioritize(
     reasons.append(f"category {category} (+{score})")
     text = f"{message.subject}\n{message.new_text or message.text}"
 
-    urgent = sorted({m.group(0).lower() for m in _URGENCY.finditer(text)})
+    urgent = sorted({m.group(0).lower() for pattern in (_URGENCY, _URGENCY_ELSEWHERE)
+                     for m in pattern.finditer(text)
+                     if not _NEGATED.search(text[max(0, m.start() - 16):m.start()])})  # fmt: skip
     if urgent:
         points = min(20, 10 * len(urgent))
         score += points
         reasons.append(f"urgency language: {', '.join(urgent[:3])} (+{points})")
-    impact = sorted({m.group(0).lower() for m in _IMPACT.finditer(text)})
+    impact = sorted({m.group(0).lower() for pattern in (_IMPACT, _IMPACT_ELSEWHERE)
+                     for m in pattern.finditer(text)})  # fmt: skip
     if impact:
         points = min(20, 10 * len(impact))
         score += points
         reasons.append(f"business impact: {', '.join(impact[:3])} (+{points})")
+
+    compromise = sorted({m.group(0).lower() for m in _COMPROMISE.finditer(text)})
+    if compromise and category in ("security", "account", "incident"):
+        score += 30
+        reasons.append(f"account may be in someone else's hands: {', '.join(compromise[:2])} (+30)")
+    if category in ("security", "incident"):
+        weakness = sorted({m.group(0).lower() for m in _VULNERABILITY.finditer(text)})
+        if weakness:
+            score += 15
+            reasons.append(f"a weakness reported: {', '.join(weakness[:2])} (+15)")
+    if category == "legal":
+        request = sorted({m.group(0).lower() for m in _DATA_SUBJECT.finditer(text)})
+        if request:
+            score += 15
+            reasons.append(
+                f"data-subject request on a statutory clock: {', '.join(request[:2])} (+15)"
+            )
+    frustration = sorted({m.group(0).lower() for m in _FRUSTRATION.finditer(text)})
+    if frustration:
+        points = min(25, 15 * len(frustration))
+        score += points
+        reasons.append(f"frustration: {', '.join(frustration[:3])} (+{points})")
+    resolved = sorted({m.group(0).lower() for m in _RESOLVED.finditer(text)})
+    calm = not (urgent or impact or frustration or compromise)
+    if resolved and calm:
+        score -= 25
+        reasons.append(f"says it is solved: {', '.join(resolved[:2])} (-25)")
 
     sent = message.date or datetime.now(UTC)
     deadlines = find_deadlines(text, sent)
@@ -113,5 +224,8 @@ def prioritize(
         score += 5
         reasons.append(f"long thread ({len(message.references)} earlier messages) (+5)")
 
+    if frustration and score < FRUSTRATED_FLOOR:
+        reasons.append(f"a frustrated sender is answered today (raised to {FRUSTRATED_FLOOR})")
+        score = FRUSTRATED_FLOOR
     score = max(0, min(100, score))
     return PriorityDecision(score, level_for(score), reasons, [d.to_dict() for d in deadlines])

@@ -149,21 +149,34 @@ class Augmentation:
     documents: list[SpamDocument]
     embeddings: np.ndarray | None
     labels: np.ndarray
-    weight: float = 10.0
+    weight: float | np.ndarray = 10.0  # one for all, or one per example
+
+    def weights(self) -> np.ndarray:
+        return np.broadcast_to(np.asarray(self.weight, dtype=float), (len(self.labels),)).copy()
+
+    def __add__(self, other: Augmentation) -> Augmentation:
+        embeddings = None
+        if self.embeddings is not None and other.embeddings is not None:
+            embeddings = np.vstack([self.embeddings, other.embeddings])
+        return Augmentation(self.documents + other.documents, embeddings,
+                            np.concatenate([self.labels, other.labels]),
+                            np.concatenate([self.weights(), other.weights()]))  # fmt: skip
+
+
+def text_document(text: str) -> SpamDocument:
+    """A document of a text alone (an example, a description), shaped as a message of it."""
+    from apps.inbox.engine import parse_message
+
+    return SpamDocument(text, structure_tokens(parse_message(f"Subject: x\n\n{text}\n".encode())))
 
 
 def taxonomy_augmentation(taxonomy, encoder, weight: float = 10.0) -> Augmentation:
-    from apps.inbox.engine import parse_message
-
     texts, labels = [], []
     for category in taxonomy.categories:
         for text in (category.description, *category.examples):
             texts.append(text)
             labels.append(1 if category.name == "spam" else 0)
-    documents = [
-        SpamDocument(text, structure_tokens(parse_message(f"Subject: x\n\n{text}\n".encode())))
-        for text in texts
-    ]
+    documents = [text_document(text) for text in texts]
     embeddings = encoder.encode(texts).vectors if encoder is not None else None
     return Augmentation(documents, embeddings, np.array(labels), weight)
 
@@ -179,7 +192,7 @@ def train(documents: list[SpamDocument], embeddings: np.ndarray | None, labels: 
         )
         matrix = sp.vstack([matrix, extra]).tocsr()
         labels = np.concatenate([labels, augmentation.labels])
-        weights = np.concatenate([weights, np.full(len(augmentation.labels), augmentation.weight)])
+        weights = np.concatenate([weights, augmentation.weights()])
     model = LogisticRegression(C=C, max_iter=5000)
     model.fit(matrix, labels, sample_weight=weights)
     dimension = 0 if embeddings is None else embeddings.shape[1]

@@ -9,8 +9,12 @@ from django.core.management.base import BaseCommand, CommandError
 
 from apps.triage.engine import spam
 from apps.triage.engine.encoder import ModelLoadError, load_encoder
+from apps.triage.engine.evaluation import load_labelled
+from apps.triage.engine.examples import load_examples, packaged_vectors_path
 from apps.triage.engine.taxonomy import Taxonomy
-from apps.triage.engine.training import embed, load_corpus
+from apps.triage.engine.training import business_augmentation, embed, load_corpus
+
+BASE = Path(settings.BASE_DIR)
 
 
 class Command(BaseCommand):
@@ -27,6 +31,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--limit", type=int, help="train on a random sample of this many messages"
         )
+        parser.add_argument("--labelled", default=str(BASE / "samples" / "business" / "messages"),
+                            help="labelled business mail whose tune part the heads also learn "
+                                 "from (default: %(default)s)")  # fmt: skip
+        parser.add_argument("--labels", default=str(BASE / "samples" / "business" / "labels.csv"),
+                            help="its labels (default: %(default)s)")  # fmt: skip
 
     def handle(self, *args, **options) -> None:
         progress = lambda text: self.stderr.write(text)  # noqa: E731
@@ -50,12 +59,23 @@ class Command(BaseCommand):
         meta = {"corpus": Path(options["data"]).name, "messages": len(corpus.labels),
                 "spam": int(corpus.labels.sum())}  # fmt: skip
         taxonomy = Taxonomy.load(settings.MAILSCORE_TRIAGE["taxonomy_path"] or None)
+        try:
+            labelled = load_labelled(options["labelled"], options["labels"], split="tune")
+        except (OSError, ValueError) as exc:
+            raise CommandError(
+                f"Cannot use the labelled business mail: {exc}", returncode=2
+            ) from exc
+        examples = load_examples().with_vectors(encoder, packaged_vectors_path())
+        progress(
+            f"Learning also from {len(labelled)} labelled messages and {len(examples)} examples"
+        )
+        meta["business"] = {"labelled": len(labelled), "examples": len(examples)}
         full = spam.train(corpus.documents, corpus.embeddings, corpus.labels,
-                          augmentation=spam.taxonomy_augmentation(taxonomy, encoder),
+                          augmentation=business_augmentation(taxonomy, encoder, examples, labelled),
                           meta={**meta, "version": f"spam-head@{encoder.version}"})  # fmt: skip
         full.save(output / "spam_head.npz")
         light = spam.train(corpus.documents, None, corpus.labels,
-                           augmentation=spam.taxonomy_augmentation(taxonomy, None),
+                           augmentation=business_augmentation(taxonomy, None, examples, labelled),
                            meta={**meta, "version": "spam-head-light"})  # fmt: skip
         light.save(output / "spam_head_light.npz")
         self.stdout.write(f"Trained on {len(corpus.labels)} messages ({int(corpus.labels.sum())} spam): "

@@ -96,6 +96,7 @@ class Command(BaseCommand):
             "message_id": parsed.message_id,
             "from": parsed.from_address,
             "subject": parsed.subject,
+            "language": parsed.language,
             "category": message.category_result,
             "priority": message.priority_result,
             "summary": message.summary,

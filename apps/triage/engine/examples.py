@@ -1,0 +1,127 @@
+"""Messages labelled by hand that teach the category head what each category looks like in
+everyday mail, beside the taxonomy's descriptions (which say what a category means):
+
+- data/category_examples.json: the tune part of the labelled business set (samples/business),
+  kept as the text the head reads, written by `manage.py train_categories`;
+- data/written/*.json: short messages written for each category in English and six other
+  languages ({"category", "language", "subject", "text"}).
+
+Their embeddings are stored beside them (data/category_examples.npz) so that a process does not
+spend half a minute encoding them at start; they are made again when the encoder or the
+examples change."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from apps.triage.engine.classify import category_text
+
+PACKAGED = "data/category_examples.json"
+WRITTEN = "data/written"
+VECTORS = "data/category_examples.npz"
+
+
+@dataclass
+class CategoryExamples:
+    texts: list[str]
+    labels: list[str]
+    sources: list[str]  # the Message-ID each example was taken from; "" for written ones
+    vectors: np.ndarray | None = None  # the encoder's embeddings of texts
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def digest(self) -> str:
+        payload = json.dumps([self.texts, self.labels], ensure_ascii=False).encode()
+        return hashlib.sha256(payload).hexdigest()[:16]
+
+    def _subset(self, keep: list[int]) -> CategoryExamples:
+        return CategoryExamples(
+            [self.texts[i] for i in keep], [self.labels[i] for i in keep],
+            [self.sources[i] for i in keep], None if self.vectors is None else self.vectors[keep],
+        )  # fmt: skip
+
+    def only(self, names) -> CategoryExamples:
+        """The examples of the categories a taxonomy has (the admin may have removed some)."""
+        names = set(names)
+        return self._subset([i for i, label in enumerate(self.labels) if label in names])
+
+    def without(self, message_ids) -> CategoryExamples:
+        """All but the examples taken from these messages: to judge a message fairly, the head
+        must not have learned from it."""
+        message_ids = set(message_ids)
+        return self._subset(
+            [i for i, source in enumerate(self.sources) if source not in message_ids]
+        )
+
+    def with_vectors(self, encoder, cache: Path | None = None) -> CategoryExamples:
+        """These examples with their embeddings: from the cache where it was made by this
+        encoder from these texts, else encoded now."""
+        if encoder is None or not self.texts:
+            return self
+        key = f"{encoder.version}/{encoder.max_length}"
+        if cache is not None and cache.is_file():
+            with np.load(cache) as stored:
+                if str(stored["encoder"]) == key and str(stored["digest"]) == self.digest:
+                    self.vectors = stored["vectors"]
+                    return self
+        self.vectors = encoder.encode(self.texts).vectors
+        return self
+
+    def save_vectors(self, encoder, cache: Path) -> None:
+        np.savez_compressed(cache, vectors=self.vectors.astype(np.float32), digest=self.digest,
+                            encoder=f"{encoder.version}/{encoder.max_length}")  # fmt: skip
+
+
+def _entries(data: list[dict], where: str) -> tuple[list[str], list[str], list[str]]:
+    texts, labels, sources = [], [], []
+    for number, item in enumerate(data, 1):
+        try:
+            text = item["text"] if "message_id" in item else f"{item['subject']}\n{item['text']}"
+            texts.append(text[:4000])
+            labels.append(item["category"])
+            sources.append(item.get("message_id") or "")
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{where}: entry {number} is not an example ({exc})") from exc
+    return texts, labels, sources
+
+
+def load_examples(path: str | Path | None = None) -> CategoryExamples:
+    """The examples: the packaged ones by default, or one JSON file of them."""
+    if path:
+        files = [Path(path)]
+    else:
+        data = resources.files("apps.triage.engine")
+        files = [Path(str(data.joinpath(PACKAGED)))]
+        written = Path(str(data.joinpath(WRITTEN)))
+        files += sorted(written.glob("*.json")) if written.is_dir() else []
+    examples = CategoryExamples([], [], [])
+    for file in files:
+        if not file.is_file() and not path:
+            continue
+        texts, labels, sources = _entries(json.loads(file.read_text(encoding="utf-8")), str(file))
+        examples.texts += texts
+        examples.labels += labels
+        examples.sources += sources
+    return examples
+
+
+def packaged_vectors_path() -> Path:
+    return Path(str(resources.files("apps.triage.engine").joinpath(VECTORS)))
+
+
+def examples_from_labelled(labelled) -> list[dict]:
+    """The examples file's entries for labelled messages (evaluation.Labelled), spam left out:
+    the spam head decides spam."""
+    return [
+        {"category": item.category, "text": category_text(item.message),
+         "message_id": item.message.message_id}
+        for item in labelled if item.category != "spam"
+    ]  # fmt: skip

@@ -1,0 +1,130 @@
+"""The labelled business set and what triage does with it: the labels load with their split and
+accepted levels, the tune part is judged by heads that did not learn from each message, mail in
+another language that the models cannot place goes to a person with the reason "language", and
+the priority rules hear frustration, thanks and a compromised account, in other languages too."""
+
+from __future__ import annotations
+
+import csv
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from apps.triage.engine.evaluation import load_labelled
+from apps.triage.engine.examples import load_examples
+from apps.triage.engine.priority import prioritize
+from tests.triage.conftest import SAMPLES, make_message
+
+BUSINESS = SAMPLES / "business"
+
+
+@pytest.fixture(scope="module")
+def business():
+    return load_labelled(BUSINESS / "messages", BUSINESS / "labels.csv")
+
+
+def test_the_labelled_set_has_its_split_levels_and_languages(business):
+    assert len(business) >= 300
+    by_split = {s: [item for item in business if item.split == s] for s in ("tune", "holdout")}
+    assert len(by_split["tune"]) + len(by_split["holdout"]) == len(business)
+    assert min(len(part) for part in by_split.values()) >= 150
+    categories = {item.category for item in business}
+    assert len(categories) == 14
+    for name in categories:
+        assert sum(item.category == name for item in business) >= 20, name
+    languages = {item.message.language for item in business} - {"en"}
+    assert len(languages) >= 4
+    assert sum(item.message.language != "en" for item in business) >= 40
+    assert any(len(item.levels) == 2 for item in business)  # two defensible levels
+    # The examples the category head learns from come from the tune part only.
+    tune_ids = {item.message.message_id for item in by_split["tune"]}
+    sources = {s for s in load_examples().sources if s}
+    assert sources and sources <= tune_ids
+
+
+def test_a_bad_level_or_split_is_refused_with_what_is_accepted(tmp_path):
+    message = tmp_path / "one.eml"
+    message.write_text("From: a@example.com\nMessage-ID: <one@example.com>\nSubject: hi\n\nhello\n")
+    labels = tmp_path / "labels.csv"
+    with labels.open("w", newline="") as handle:
+        csv.writer(handle).writerows([["message_id", "category", "priority"],
+                                      ["<one@example.com>", "support", "P5"]])  # fmt: skip
+    with pytest.raises(ValueError, match=r"use P0 to P3, or two as P1\|P2"):
+        load_labelled(tmp_path, labels)
+    labels.write_text("message_id,category,priority\n<one@example.com>,support,P2|P3\n")
+    assert load_labelled(tmp_path, labels)[0].levels == ("P2", "P3")
+    with pytest.raises(ValueError, match="no split column"):
+        load_labelled(tmp_path, labels, split="holdout")
+
+
+@pytest.mark.django_db
+def test_evaluate_reports_every_figure_on_the_holdout_part():
+    out = StringIO()
+    call_command("evaluate", "--skip-spam", "--json", stdout=out, stderr=StringIO())
+    report = json.loads(out.getvalue())
+    figures = report["triage"]
+    assert report["labelled_set"]["split"] == "holdout"
+    assert figures["messages"] >= 150 and figures["cross_validated_folds"] == 0
+    for key in ("category_accuracy", "priority_exact", "p0_recall", "p0_precision", "category_ece"):
+        assert 0.0 <= figures[key] <= 1.0, key
+    assert figures["other_languages"]["messages"] >= 20
+    assert set(figures["per_level"]) == {"P0", "P1", "P2", "P3"}
+    assert len(figures["per_category"]) == 14
+
+
+@pytest.mark.django_db
+def test_the_tune_part_is_judged_by_heads_that_did_not_learn_from_it():
+    out = StringIO()
+    call_command("evaluate", "--skip-spam", "--split", "tune", stdout=out, stderr=StringIO())
+    assert "5-fold cross-validated, as the category head learned from them" in out.getvalue()
+
+
+def test_unplaceable_mail_in_another_language_goes_to_review_for_language(triager):
+    finnish = make_message("Hei, voisitteko kertoa milloin seuraava päivitys tulee ja mitä siinä "
+                           "muuttuu? Kiitos paljon avusta.", subject="Kysymys")  # fmt: skip
+    assert finnish.language == "fi"
+    decision = triager.triage([finnish])[0].category
+    assert decision.review == "language" and decision.label != "spam"
+    english = make_message("Hi, how do I export all tickets of one customer to CSV? Thanks, Jane",
+                           subject="Exporting tickets")  # fmt: skip
+    assert triager.triage([english])[0].category.review is None
+
+
+def test_frustration_raises_a_complaint_to_today_and_is_named():
+    angry = make_message("This is the third time I am writing about the missing export. Nobody "
+                         "has answered. If this is not fixed we will cancel our subscription.")  # fmt: skip
+    decision = prioritize(angry, "support")
+    assert decision.level in ("P0", "P1")
+    assert any(reason.startswith("frustration:") for reason in decision.reasons)
+    german = make_message("Ich schreibe Ihnen zum dritten Mal. Das ist inakzeptabel.")
+    assert prioritize(german, "support").level in ("P0", "P1")
+
+
+def test_thanks_for_a_fix_needs_no_action_but_a_new_problem_does():
+    thanks = make_message("Thanks, that fixed it! Have a great weekend.", subject="Re: export")
+    decision = prioritize(thanks, "support")
+    assert decision.level == "P3" and any("solved" in r for r in decision.reasons)
+    still = make_message("Thanks, that fixed it for the export, but now the dashboard is broken "
+                         "for all our users.")  # fmt: skip
+    assert prioritize(still, "support").level in ("P0", "P1")
+
+
+def test_a_login_the_customer_did_not_make_is_p0():
+    alert = make_message("We just got an alert: admin login from an unusual country. It wasn't "
+                         "us. Please lock the account now.", subject="Admin login we did not make")  # fmt: skip
+    decision = prioritize(alert, "security")
+    assert decision.level == "P0"
+    assert any("someone else's hands" in reason for reason in decision.reasons)
+
+
+def test_train_categories_writes_the_tune_part_only(tmp_path, business):
+    output = tmp_path / "examples.json"
+    out = StringIO()
+    call_command("train_categories", "--output", str(output), stdout=out, stderr=StringIO())
+    written = json.loads(output.read_text())
+    tune = {item.message.message_id: item.category for item in business if item.split == "tune"}
+    assert written and all(entry["message_id"] in tune for entry in written)
+    assert all(entry["category"] == tune[entry["message_id"]] != "spam" for entry in written)
+    assert f"{len(written)} examples from the tune part" in out.getvalue()
