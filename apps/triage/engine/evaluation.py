@@ -24,22 +24,17 @@ SPLITS = ("tune", "holdout", "all")
 class Labelled(NamedTuple):
     message: ParsedMessage
     category: str
-    priority: str  # the first accepted level
-    accepted: tuple[str, ...] = ()  # every accepted level ("P1|P2" in the labels file)
+    levels: tuple[str, ...]  # every accepted level ("P1|P2" in the labels file), most urgent first
     language: str = ""
     split: str = ""
     note: str = ""
-
-    @property
-    def levels(self) -> tuple[str, ...]:
-        return self.accepted or (self.priority,)
 
 
 def _accepted(value: str, where: str) -> tuple[str, ...]:
     levels = tuple(level.strip() for level in value.split("|") if level.strip())
     if not levels or any(level not in PRIORITY_RANK for level in levels):
         raise ValueError(f"{where}: priority {value!r}: use P0 to P3, or two as P1|P2")
-    return levels
+    return tuple(sorted(levels, key=PRIORITY_RANK.get))
 
 
 def load_labelled(
@@ -49,7 +44,7 @@ def load_labelled(
     The labels live in a separate file so that nothing in a message can give its label away:
     message_id, category, priority (one level or two as P1|P2), and optionally language, split
     (tune or holdout) and note. With split, only that part is returned."""
-    if split not in SPLITS:
+    if split not in SPLITS:  # said before the messages are read
         raise ValueError(f"split {split!r}: use one of {', '.join(SPLITS)}")
     with open(labels_path, newline="", encoding="utf-8") as handle:
         rows = {row["message_id"]: row for row in csv.DictReader(handle)}
@@ -61,18 +56,24 @@ def load_labelled(
         row = rows.get(message.message_id or "")
         if row is None:
             raise ValueError(f"{item.source}: no label for {message.message_id} in {labels_path}")
-        levels = _accepted(row["priority"], item.source)
-        labelled.append(Labelled(message, row["category"], levels[0], levels,
+        labelled.append(Labelled(message, row["category"], _accepted(row["priority"], item.source),
                                  row.get("language") or "", row.get("split") or "",
                                  row.get("note") or ""))  # fmt: skip
     missing = set(rows) - {item.message.message_id for item in labelled}
     if missing:
         raise ValueError(f"labels without a message: {', '.join(sorted(missing))}")
-    if split != "all":
-        if not any(item.split for item in labelled):
-            raise ValueError(f"{labels_path} has no split column: use --split all")
-        labelled = [item for item in labelled if item.split == split]
-    return labelled
+    return part(labelled, split)
+
+
+def part(labelled: list[Labelled], split: str) -> list[Labelled]:
+    """The messages of one part of a labelled set (all of them for "all")."""
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r}: use one of {', '.join(SPLITS)}")
+    if split == "all":
+        return labelled
+    if not any(item.split for item in labelled):
+        raise ValueError("the labels have no split column: use --split all")
+    return [item for item in labelled if item.split == split]
 
 
 def _distance(level: str, accepted: tuple[str, ...]) -> int:
@@ -147,6 +148,7 @@ def evaluate_triage(triager, labelled: list[Labelled], *, review_confidence: flo
         i for i, o in enumerate(outcomes)
         if o.category.review or o.category.confidence < review_confidence
     ]  # fmt: skip
+    in_review = set(review)
     business_as_spam = [
         i for i, (t, p) in enumerate(zip(truth, predicted, strict=True))
         if t in BUSINESS and p == "spam"
@@ -167,6 +169,7 @@ def evaluate_triage(triager, labelled: list[Labelled], *, review_confidence: flo
     other_languages = [
         i for i, item in enumerate(labelled) if item.message.language not in (None, "en")
     ]
+    foreign = set(other_languages)
     languages = Counter(labelled[i].message.language for i in other_languages)
     return {
         "messages": len(labelled),
@@ -188,7 +191,7 @@ def evaluate_triage(triager, labelled: list[Labelled], *, review_confidence: flo
                 Counter(outcomes[i].category.review or "low confidence" for i in review)
             ),
             "accuracy_of_the_rest": _rate(
-                sum(bool(correct[i]) for i in range(len(labelled)) if i not in set(review)),
+                sum(bool(correct[i]) for i in range(len(labelled)) if i not in in_review),
                 len(labelled) - len(review),
             ),
         },
@@ -198,12 +201,12 @@ def evaluate_triage(triager, labelled: list[Labelled], *, review_confidence: flo
             "category_accuracy": _rate(
                 sum(bool(correct[i]) for i in other_languages), len(other_languages)
             ),  # fmt: skip
-            "business_as_spam": sum(1 for i in business_as_spam if i in set(other_languages)),
+            "business_as_spam": sum(1 for i in business_as_spam if i in foreign),
             "to_review_for_language": sum(
                 1 for i in other_languages if outcomes[i].category.review == "language"
             ),
             "wrong_and_not_reviewed": sum(
-                1 for i in other_languages if not correct[i] and i not in set(review)
+                1 for i in other_languages if not correct[i] and i not in in_review
             ),
         },
         "decided_by": dict(Counter(o.category.decided_by.split(":")[0] for o in outcomes)),

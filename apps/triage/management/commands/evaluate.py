@@ -9,7 +9,13 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.triage.engine.encoder import ModelLoadError
-from apps.triage.engine.evaluation import SPLITS, confusion_table, evaluate_triage, load_labelled
+from apps.triage.engine.evaluation import (
+    SPLITS,
+    confusion_table,
+    evaluate_triage,
+    load_labelled,
+    part,
+)
 from apps.triage.engine.training import business_augmentation, cross_validate, embed, load_corpus
 from apps.triage.services import get_triager
 
@@ -59,10 +65,10 @@ class Command(BaseCommand):
         report: dict = {"model_versions": triager.versions, "degraded": triager.degraded}
         split = options["split"]
         try:
+            everything = load_labelled(options["labelled"], options["labels"])
             if split is None:
-                labelled = load_labelled(options["labelled"], options["labels"])
-                split = "holdout" if any(item.split for item in labelled) else "all"
-            labelled = load_labelled(options["labelled"], options["labels"], split=split)
+                split = "holdout" if any(item.split for item in everything) else "all"
+            labelled = part(everything, split)
         except (OSError, ValueError) as exc:
             raise CommandError(
                 f"Cannot use the labelled set: {exc}. It is a mailbox or folder of messages "
@@ -87,9 +93,7 @@ class Command(BaseCommand):
                 embed(corpus, triager.encoder, progress)
             # The shipped head's recipe: the corpus plus today's business mail (the tune part
             # and the written examples), which never joins a test fold.
-            tune = []
-            if any(item.split for item in labelled):
-                tune = load_labelled(options["labelled"], options["labels"], split="tune")
+            tune = part(everything, "tune") if any(item.split for item in everything) else []
             augmentation = business_augmentation(triager.taxonomy, triager.encoder,
                                                  triager.category_examples, tune)  # fmt: skip
             for augmented in (None, augmentation):
