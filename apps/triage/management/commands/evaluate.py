@@ -17,9 +17,8 @@ from apps.triage.engine.evaluation import (
     part,
 )
 from apps.triage.engine.training import business_augmentation, cross_validate, embed, load_corpus
+from apps.triage.management.labelled import add_labelled_arguments
 from apps.triage.services import get_triager
-
-BASE = Path(settings.BASE_DIR)
 
 
 def _no_corpus(problem: str) -> str:
@@ -35,11 +34,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--spam-data", default=str(settings.MAILSCORE_SPAM_CORPUS),
                             help="spam-*/ham folders of raw messages (default: %(default)s)")  # fmt: skip
-        parser.add_argument("--labelled", default=str(BASE / "samples" / "business" / "messages"),
-                            help="a mailbox or folder of labelled messages (default: %(default)s)")  # fmt: skip
-        parser.add_argument("--labels", default=str(BASE / "samples" / "business" / "labels.csv"),
-                            help="message_id,category,priority[,language,split,note] "
-                                 "(default: %(default)s)")  # fmt: skip
+        add_labelled_arguments(parser)
         parser.add_argument("--split", choices=SPLITS, default=None,
                             help="which part of the labelled set: holdout (the default where the "
                                  "labels have a split), tune, or all")  # fmt: skip

@@ -17,6 +17,7 @@ from apps.triage.engine.examples import (
     load_examples,
     packaged_vectors_path,
 )
+from apps.triage.management.labelled import add_labelled_arguments
 
 BASE = Path(settings.BASE_DIR)
 
@@ -26,11 +27,7 @@ class Command(BaseCommand):
             "(never the holdout part, which evaluate reports on).")  # fmt: skip
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--labelled", default=str(BASE / "samples" / "business" / "messages"),
-                            help="a mailbox or folder of labelled messages (default: %(default)s)")  # fmt: skip
-        parser.add_argument("--labels", default=str(BASE / "samples" / "business" / "labels.csv"),
-                            help="message_id,category,priority[,language,split,note] "
-                                 "(default: %(default)s)")  # fmt: skip
+        add_labelled_arguments(parser)
         parser.add_argument("--split", choices=SPLITS, default="tune",
                             help="which part to learn from (default: %(default)s)")  # fmt: skip
         parser.add_argument("--output", default=str(BASE / "apps" / "triage" / "engine" / PACKAGED),

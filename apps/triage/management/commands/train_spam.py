@@ -13,8 +13,7 @@ from apps.triage.engine.evaluation import load_labelled
 from apps.triage.engine.examples import load_examples, packaged_vectors_path
 from apps.triage.engine.taxonomy import Taxonomy
 from apps.triage.engine.training import business_augmentation, embed, load_corpus
-
-BASE = Path(settings.BASE_DIR)
+from apps.triage.management.labelled import add_labelled_arguments
 
 
 class Command(BaseCommand):
@@ -31,11 +30,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--limit", type=int, help="train on a random sample of this many messages"
         )
-        parser.add_argument("--labelled", default=str(BASE / "samples" / "business" / "messages"),
-                            help="labelled business mail whose tune part the heads also learn "
-                                 "from (default: %(default)s)")  # fmt: skip
-        parser.add_argument("--labels", default=str(BASE / "samples" / "business" / "labels.csv"),
-                            help="its labels (default: %(default)s)")  # fmt: skip
+        add_labelled_arguments(
+            parser, "labelled business mail whose tune part the heads also learn from"
+        )
 
     def handle(self, *args, **options) -> None:
         progress = lambda text: self.stderr.write(text)  # noqa: E731
