@@ -63,9 +63,13 @@ def verify_sender(batch: Batch, *, attempt: int = 0, smtp: bool = True,
     max_delay = settings.MAILSCORE_VERIFICATION["greylist_max_delay"]
 
     def work(messages, parsed):
+        # The exact bytes: mail without trusted Authentication-Results gets our own DKIM, SPF
+        # and DMARC check, and DKIM signatures cover the bytes, not the parsed form.
+        raws = [bytes(m.raw) if m.raw else None for m in messages]
+
         async def check():
-            return await verify_senders(parsed, build_verifier(), trusts=_stored_trusts(messages),
-                                        smtp=smtp)  # fmt: skip
+            return await verify_senders(parsed, build_verifier(), raws=raws,
+                                        trusts=_stored_trusts(messages), smtp=smtp)  # fmt: skip
 
         return asyncio.run(check())
 

@@ -17,7 +17,7 @@ from tests.reliability.system import (
 
 pytestmark = pytest.mark.reliability
 
-MESSAGES = 200
+MESSAGES = 120
 MISSING_ENCODER = "/nonexistent/path"
 
 

@@ -61,7 +61,12 @@ def bulk_addresses(tag: str, per_domain: int = PER_DOMAIN) -> list[str]:
 
 def expected_answers(farm, emails: list[str]) -> dict[str, tuple[str, str]]:
     """(verdict, reason) per address from the engine in this process, with a cache of its own,
-    against the same farm and with the settings the system's workers have."""
+    against the same farm and with the settings the system's workers have.
+
+    The bulk servers answer every command, so none of their addresses times out undisturbed. The
+    sessions per server are held to a few: dozens at once, on a loaded machine where the farm
+    shares this process, slow the replies past the command timeout and make the reference itself
+    the disturbed one. An address that still timed out is asked once more."""
     config = VerifierConfig(
         helo_hostname="verifier.mailscore.test",
         mail_from="bounces@mailscore.test",
@@ -72,16 +77,21 @@ def expected_answers(farm, emails: list[str]) -> dict[str, tuple[str, str]]:
         command_timeout=2.0,
         address_budget=120.0,
         per_host_rate=0,
-        per_host_concurrency=32,
+        per_host_concurrency=4 * PER_HOST_SESSIONS,
         greylist_initial_delay=0.5,
         allow_special_use_domains=True,
         smtp_allowed_networks=("127.0.0.0/8",),  # the farm is on loopback
     )
-    verifier = Verifier(config, cache=MemoryCache())
-    results = asyncio.run(verifier.verify_many(emails))
-    return {
-        email: (str(r.verdict), str(r.reason)) for email, r in zip(emails, results, strict=True)
-    }
+
+    def answers(addresses: list[str]) -> dict[str, tuple[str, str]]:
+        results = asyncio.run(Verifier(config, cache=MemoryCache()).verify_many(addresses))
+        return {a: (str(r.verdict), str(r.reason)) for a, r in zip(addresses, results, strict=True)}
+
+    expected = answers(emails)
+    timed_out = [email for email, (_, reason) in expected.items() if reason == "timeout"]
+    if timed_out:
+        expected.update(answers(timed_out))
+    return expected
 
 
 class JobsApi:

@@ -21,7 +21,7 @@ from tests.reliability.system import (
 
 pytestmark = pytest.mark.reliability
 
-MESSAGES = 300
+MESSAGES = 150
 TARPITTED = 12
 # A tarpit holds a connection as long as the verifier waits for a greeting: here longer than the
 # test, which lets the held connections go once it has seen the rest of the mail through.
@@ -74,7 +74,7 @@ def test_smtp_tarpit(system, verification_farm, mail_sources):
         senders = ["user@dropper.test" if i % 20 == 0 else NORMAL_SENDERS[i % len(NORMAL_SENDERS)]
                    for i in range(MESSAGES)]  # fmt: skip
         flowing = make_mail(MESSAGES, mail_sources, senders, tag="flowing")
-        stream = MailStream(system, flowing, rate=12).start()
+        stream = MailStream(system, flowing, rate=15).start()
         answers = stream.wait()
         accepted = [a.mail.message_id for a in answers if a.accepted]
         took = wait_until_final(database, accepted, timeout=300, system=system)
@@ -122,10 +122,10 @@ def test_greylist_visibility(system, verification_farm, mail_sources):
     # Through the workers: each greylisted sender is probed once per attempt.
     farm = verification_farm
     farm.reset()
-    positions = {50 + 100 * i: address for i, address in enumerate(GREYLISTED)}
+    positions = {25 + 50 * i: address for i, address in enumerate(GREYLISTED)}
     senders = [positions.get(i, NORMAL_SENDERS[i % len(NORMAL_SENDERS)]) for i in range(MESSAGES)]
     mails = make_mail(MESSAGES, mail_sources, senders, tag="greylist")
-    stream = MailStream(system, mails, rate=12).start()
+    stream = MailStream(system, mails, rate=15).start()
     answers = stream.wait()
     database = Database(system.database_url)
     accepted = [a.mail.message_id for a in answers if a.accepted]

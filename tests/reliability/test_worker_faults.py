@@ -40,7 +40,7 @@ def test_worker_kill(start_system, mail_sources):
     triage = TaskWatch(system.processes["triage"])
     generate = TaskWatch(system.processes["generate"])
     mails = make_mail(MESSAGES, mail_sources, NORMAL_SENDERS, tag="kill")
-    stream = MailStream(system, mails, rate=10).start()
+    stream = MailStream(system, mails, rate=15).start()
 
     kills = [kill_mid_step(triage, ("classify",))]
     kills.append(kill_mid_step(generate, ("summarize", "draft_reply")))

@@ -90,7 +90,9 @@ def test_local_settings_have_debug_off_unless_asked(asked, expected, tmp_path):
                  "MAILSCORE_DATA_DIR": str(tmp_path)}  # fmt: skip
     if asked is not None:
         overrides["DJANGO_DEBUG"] = asked
-    proc = _python("import django.conf; print(django.conf.settings.DEBUG)", _environment(**overrides))
+    proc = _python(
+        "import django.conf; print(django.conf.settings.DEBUG)", _environment(**overrides)
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == expected, proc.stdout + proc.stderr
 

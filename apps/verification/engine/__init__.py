@@ -1,5 +1,6 @@
 """The verification engine: plain Python, no Django. apps.verification wraps it."""
 
+from apps.verification.engine.authentication import check_authentication
 from apps.verification.engine.config import VerifierConfig
 from apps.verification.engine.result import Reason, Verdict, VerificationResult
 from apps.verification.engine.sender import SenderVerification, verify_sender
@@ -15,5 +16,6 @@ __all__ = [
     "Verifier",
     "VerifierConfig",
     "assess_sender",
+    "check_authentication",
     "verify_sender",
 ]

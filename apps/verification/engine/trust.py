@@ -2,7 +2,8 @@
 
 Authentication-Results (RFC 8601) are read only from the receiving servers we trust: those named
 in trusted_authserv_ids, or, when none are named, the topmost header (added by the server nearest
-to us; anything below it may have been written by the sender).
+to us; anything below it may have been written by the sender). Without any, the results of our
+own DKIM, SPF and DMARC check (engine/authentication.py) are scored by the same rules.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from email.utils import getaddresses
 from apps.verification.engine.similarity import WELL_KNOWN_DOMAINS, lookalike_of
 
 ADDRESS_IN_TEXT = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
+# The authserv-id our own check's results carry, as a receiving server's would carry its name.
+OWN_AUTHSERV_ID = "mailscore"
 
 
 @dataclass
@@ -108,7 +111,7 @@ def _domain(address: str | None) -> str | None:
     return address.rsplit("@", 1)[1].lower().rstrip(".")
 
 
-def _organisational(domain: str) -> str:
+def organisational_domain(domain: str) -> str:
     # The last two labels: enough to call mail.example.com and example.com one sender. Public
     # suffixes of three labels (example.co.uk) compare on their last three.
     labels = domain.split(".")
@@ -116,42 +119,25 @@ def _organisational(domain: str) -> str:
     return ".".join(labels[-keep:])
 
 
-def assess_sender(
-    message: Message,
-    *,
-    own_domains: tuple[str, ...] = (),
-    trusted_authserv_ids: tuple[str, ...] = (),
-) -> TrustReport:
-    signals: list[Signal] = []
-    from_pairs = getaddresses(message.get_all("From", []))
-    from_name, from_address = from_pairs[0] if from_pairs else ("", "")
-    from_address = from_address.strip() or None
-    reply_pairs = getaddresses(message.get_all("Reply-To", []))
-    reply_to = reply_pairs[0][1].strip() if reply_pairs and reply_pairs[0][1] else None
-    from_domain = _domain(from_address)
-    if not from_domain:
-        signals.append(Signal("from_unparseable", "warning", "The From header has no address."))
-
-    # Authentication-Results from the servers we trust.
-    authserv_id, authentication = None, []
+def trusted_authentication(
+    message: Message, trusted_authserv_ids: tuple[str, ...] = ()
+) -> tuple[str | None, list[AuthResult]]:
+    """(authserv-id, results) of the Authentication-Results header we trust, or (None, [])."""
     trusted = {a.lower() for a in trusted_authserv_ids}
     for header in message.get_all("Authentication-Results", []):
         server, results = parse_authentication_results(str(header))
         if trusted and server not in trusted:
             continue
-        authserv_id, authentication = server, results
-        break
+        return server, results
+    return None, []
+
+
+def _authentication_signals(authentication: list[AuthResult]) -> tuple[list[Signal], dict]:
+    """The signals of a set of results, whoever checked them, and the verdict per method."""
+    signals: list[Signal] = []
     verdicts = {r.method: r.result for r in authentication}
     if any(r.method == "dkim" and r.result == "pass" for r in authentication):
         verdicts["dkim"] = "pass"
-    if not authentication:
-        signals.append(
-            Signal(
-                "no_authentication_results",
-                "info",
-                "No Authentication-Results from a trusted receiving server.",
-            )
-        )
     dmarc, spf, dkim = verdicts.get("dmarc"), verdicts.get("spf"), verdicts.get("dkim")
     if dmarc == "pass":
         signals.append(Signal("dmarc_pass", "good", "DMARC passed for the From domain."))
@@ -165,6 +151,50 @@ def assess_sender(
         signals.append(Signal("dkim_fail", "warning", "No DKIM signature verified."))
     elif dkim == "pass":
         signals.append(Signal("dkim_pass", "good", "A DKIM signature verified."))
+    return signals, verdicts
+
+
+def assess_sender(
+    message: Message,
+    *,
+    own_domains: tuple[str, ...] = (),
+    trusted_authserv_ids: tuple[str, ...] = (),
+    own_check: list[AuthResult] | None = None,
+) -> TrustReport:
+    """The sender's trust level and the signals behind it. own_check: the results of our own
+    DKIM, SPF and DMARC check, used when no trusted Authentication-Results are present."""
+    signals: list[Signal] = []
+    from_pairs = getaddresses(message.get_all("From", []))
+    from_name, from_address = from_pairs[0] if from_pairs else ("", "")
+    from_address = from_address.strip() or None
+    reply_pairs = getaddresses(message.get_all("Reply-To", []))
+    reply_to = reply_pairs[0][1].strip() if reply_pairs and reply_pairs[0][1] else None
+    from_domain = _domain(from_address)
+    if not from_domain:
+        signals.append(Signal("from_unparseable", "warning", "The From header has no address."))
+
+    # Authentication-Results from the servers we trust; without any, our own check's results.
+    authserv_id, authentication = trusted_authentication(message, trusted_authserv_ids)
+    if not authentication:
+        signals.append(
+            Signal(
+                "no_authentication_results",
+                "info",
+                "No Authentication-Results from a trusted receiving server.",
+            )
+        )
+        if own_check is not None:
+            authserv_id, authentication = OWN_AUTHSERV_ID, own_check
+            signals.append(
+                Signal(
+                    "own_authentication_check",
+                    "info",
+                    f"DKIM, SPF and DMARC were checked by {OWN_AUTHSERV_ID} itself.",
+                )
+            )
+    found, verdicts = _authentication_signals(authentication)
+    signals.extend(found)
+    dmarc, spf, dkim = verdicts.get("dmarc"), verdicts.get("spf"), verdicts.get("dkim")
 
     # Replies that would go somewhere else than the sender.
     reply_domain = _domain(reply_to)
@@ -172,7 +202,7 @@ def assess_sender(
         if (
             reply_domain
             and from_domain
-            and _organisational(reply_domain) != _organisational(from_domain)
+            and organisational_domain(reply_domain) != organisational_domain(from_domain)
         ):
             signals.append(
                 Signal(
