@@ -75,6 +75,28 @@ def test_header_signals_decide_where_certain(triager):
     assert all(r.draft is None and r.priority.level == "P3" for r in results)
 
 
+def test_automated_mail_about_money_goes_to_billing_and_the_rest_stays_a_notification(triager):
+    automated = "Auto-Submitted: auto-generated\n"
+    receipt = make_message(
+        "Receipt #2291-6604\n\nAmount paid: EUR 1,188.00\nDate paid: 3 November 2026\n"
+        "Payment method: Visa ending in 4242\n\nBrightdesk Team plan, 12 seats, annual.\n"
+        "Download your invoice as a PDF from the billing page. Questions about this payment? "
+        "Reply to this email.",
+        subject="Your receipt from Brightdesk #2291-6604", sender="receipts@stripe.example",
+        extra=automated,
+    )  # fmt: skip
+    build = make_message(
+        "Build #4812 of main finished: 312 tests passed in 4 min 12 s.\nView the run: "
+        "https://ci.example.com/runs/4812",
+        subject="[ci] main: build #4812 passed", sender="ci@ci.example.com", extra=automated,
+    )  # fmt: skip
+    paid, built = triager.triage([receipt, build])
+    assert paid.category.label == "billing", paid.category
+    assert paid.category.decided_by.endswith("automated mail: Auto-Submitted: auto-generated")
+    assert built.category.label == "notification", built.category
+    assert built.category.decided_by == "headers: Auto-Submitted: auto-generated"
+
+
 def test_summary_and_draft_use_only_the_new_text(triager):
     message = make_message(
         "Hi,\nThe export to CSV fails with error 42 since this morning. Could you check it?\n\n"

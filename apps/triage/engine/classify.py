@@ -26,6 +26,12 @@ SPAM_SURE = 0.9
 # SPAM_SURE: the models misread what they cannot read, and business mail must not be lost.
 KNOWN_LANGUAGES = frozenset({"en"})
 LANGUAGE_SURE = 0.6
+# Auto-Submitted says that a machine sent a message, not what it is about: receipts, invoices
+# and remittance advice are billing, a sign-in alert is security. Where the category head is
+# this sure of one of these for such mail, it decides. (List-Unsubscribe is left to its rule:
+# a payment company's newsletter reads like billing.)
+AUTOMATED_BUT_ACTIONABLE = {"notification": frozenset({"billing", "security", "account"})}
+AUTOMATED_SURE = 0.5
 # A labelled real message counts as much as a taxonomy example.
 EXAMPLE_WEIGHT = 1.0
 _words = HashingVectorizer(n_features=2**16, alternate_sign=False, ngram_range=(1, 2), norm="l2")
@@ -234,6 +240,16 @@ class Classifier:
                 continue
             rule = header_category(message, "after_spam")
             if rule:
+                label, confidence = ranked[0]
+                if (
+                    label in AUTOMATED_BUT_ACTIONABLE.get(rule[0], ())
+                    and confidence >= AUTOMATED_SURE
+                ):
+                    decisions.append(CategoryDecision(
+                        label, float(confidence), f"{self.model_signal}, automated mail: {rule[1]}",
+                        alternatives[1:], float(spam_p[i]),
+                    ))  # fmt: skip
+                    continue
                 decisions.append(CategoryDecision(rule[0], 1.0, f"headers: {rule[1]}", alternatives,
                                                   float(spam_p[i])))  # fmt: skip
                 continue

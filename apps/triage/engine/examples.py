@@ -6,9 +6,9 @@ everyday mail, beside the taxonomy's descriptions (which say what a category mea
 - data/written/*.json: short messages written for each category in English and six other
   languages ({"category", "language", "subject", "text"}).
 
-Their embeddings are stored beside them (data/category_examples.npz) so that a process does not
-spend half a minute encoding them at start; they are made again when the encoder or the
-examples change."""
+Their embeddings are stored beside them (data/category_examples.npz, and .int8.npz for the
+quantized encoder) so that a process does not spend half a minute encoding them at start; they
+are made again when the encoder or the examples change."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from apps.triage.engine.classify import category_text
 PACKAGED = "data/category_examples.json"
 WRITTEN = "data/written"
 VECTORS = "data/category_examples.npz"
+VECTORS_INT8 = "data/category_examples.int8.npz"
 
 
 @dataclass
@@ -113,8 +114,11 @@ def load_examples(path: str | Path | None = None) -> CategoryExamples:
     return examples
 
 
-def packaged_vectors_path() -> Path:
-    return Path(str(resources.files("apps.triage.engine").joinpath(VECTORS)))
+def packaged_vectors_path(encoder=None) -> Path:
+    """Where the packaged examples' embeddings by this encoder are kept: one file for the
+    float32 encoder and one for its int8 form."""
+    name = VECTORS_INT8 if getattr(encoder, "quantized", False) else VECTORS
+    return Path(str(resources.files("apps.triage.engine").joinpath(name)))
 
 
 def examples_from_labelled(labelled) -> list[dict]:

@@ -140,7 +140,8 @@ class Triager:
             raise ModelLoadError(f"Could not load the category examples from "
                                  f"{config.category_examples_path}: {exc}") from exc  # fmt: skip
         self.category_examples.with_vectors(
-            self.encoder, None if config.category_examples_path else packaged_vectors_path()
+            self.encoder,
+            None if config.category_examples_path else packaged_vectors_path(self.encoder),
         )
         self.generator = None
         if config.generator_path:

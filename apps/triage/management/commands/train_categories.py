@@ -50,16 +50,19 @@ class Command(BaseCommand):
         if output.resolve() != (BASE / "apps" / "triage" / "engine" / PACKAGED).resolve():
             return  # the stored embeddings belong to the packaged examples only
         triage = settings.MAILSCORE_TRIAGE
-        try:
-            encoder = load_encoder(triage["encoder_path"] or None, device=triage["device"],
-                                   quantize=triage["quantize"], max_length=triage["max_length"],
-                                   batch_size=triage["batch_size"])  # fmt: skip
-        except ModelLoadError as exc:
-            raise CommandError(str(exc)) from exc
         packaged = load_examples()
-        self.stderr.write(
-            f"Encoding all {len(packaged)} packaged examples (written ones included)..."
-        )
-        packaged.vectors = encoder.encode(packaged.texts).vectors
-        packaged.save_vectors(encoder, packaged_vectors_path())
-        self.stdout.write(f"Their embeddings: {packaged_vectors_path()}")
+        # For the encoder as float32 and as int8 (MAILSCORE_QUANTIZE): a process loads the one
+        # its encoder made.
+        for quantize in (False, True):
+            try:
+                encoder = load_encoder(triage["encoder_path"] or None, device=triage["device"],
+                                       quantize=quantize, max_length=triage["max_length"],
+                                       batch_size=triage["batch_size"])  # fmt: skip
+            except ModelLoadError as exc:
+                raise CommandError(str(exc)) from exc
+            self.stderr.write(f"Encoding all {len(packaged)} packaged examples (written ones "
+                              f"included) with {encoder.version}...")  # fmt: skip
+            packaged.vectors = encoder.encode(packaged.texts).vectors
+            path = packaged_vectors_path(encoder)
+            packaged.save_vectors(encoder, path)
+            self.stdout.write(f"Their embeddings: {path}")

@@ -62,7 +62,7 @@ class Command(BaseCommand):
             raise CommandError(
                 f"Cannot use the labelled business mail: {exc}", returncode=2
             ) from exc
-        examples = load_examples().with_vectors(encoder, packaged_vectors_path())
+        examples = load_examples().with_vectors(encoder, packaged_vectors_path(encoder))
         progress(
             f"Learning also from {len(labelled)} labelled messages and {len(examples)} examples"
         )
