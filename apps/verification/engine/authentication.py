@@ -25,7 +25,7 @@ import dns.resolver
 import spf
 from dkim.util import parse_tag_value
 
-from apps.verification.engine.dns import parse_nameservers
+from apps.verification.engine.dns import build_resolver
 from apps.verification.engine.trust import AuthResult, organisational_domain
 
 logger = logging.getLogger(__name__)
@@ -59,22 +59,6 @@ class Answer:
     @property
     def failed(self) -> bool:
         return self.status in FAILED
-
-
-def build_resolver(
-    nameservers: Iterable[str] = (), timeout: float = 5.0
-) -> dns.asyncresolver.Resolver:
-    """An async resolver set up as the verifier's MX resolver is (engine/dns.py): the configured
-    nameservers, else the system's configuration; each lookup bounded by timeout."""
-    nameservers = tuple(nameservers)
-    if nameservers:
-        resolver = dns.asyncresolver.Resolver(configure=False)
-        resolver.nameservers = parse_nameservers(nameservers)
-    else:
-        resolver = dns.asyncresolver.Resolver()
-    resolver.lifetime = timeout
-    resolver.timeout = min(timeout, 2.0)
-    return resolver
 
 
 class Lookups:

@@ -85,15 +85,23 @@ def parse_nameservers(entries: tuple[str, ...] | list[str]) -> list[dns.nameserv
     return nameservers
 
 
+def build_resolver(nameservers=(), timeout: float = 5.0) -> dns.asyncresolver.Resolver:
+    """An async resolver asking the configured nameservers, else the system's configuration;
+    each lookup bounded by timeout."""
+    nameservers = tuple(nameservers)
+    if nameservers:
+        resolver = dns.asyncresolver.Resolver(configure=False)
+        resolver.nameservers = parse_nameservers(nameservers)
+    else:
+        resolver = dns.asyncresolver.Resolver()
+    resolver.lifetime = timeout
+    resolver.timeout = min(timeout, 2.0)
+    return resolver
+
+
 class MxResolver:
     def __init__(self, nameservers: tuple[str, ...] = (), timeout: float = 5.0) -> None:
-        if nameservers:
-            self._resolver = dns.asyncresolver.Resolver(configure=False)
-            self._resolver.nameservers = parse_nameservers(nameservers)
-        else:
-            self._resolver = dns.asyncresolver.Resolver()
-        self._resolver.lifetime = timeout
-        self._resolver.timeout = min(timeout, 2.0)
+        self._resolver = build_resolver(nameservers, timeout)
 
     async def _addresses(self, name: str) -> tuple[list[str], str | None]:
         """IPv4 first, then IPv6; the second value says why there are none."""

@@ -7,8 +7,9 @@ import logging
 from dataclasses import dataclass
 from email.message import Message
 
-from apps.verification.engine.authentication import build_resolver, check_authentication
+from apps.verification.engine.authentication import check_authentication
 from apps.verification.engine.config import VerifierConfig
+from apps.verification.engine.dns import build_resolver
 from apps.verification.engine.result import VerificationResult
 from apps.verification.engine.trust import TrustReport, assess_sender
 from apps.verification.engine.verifier import Verifier
