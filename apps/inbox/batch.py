@@ -238,12 +238,14 @@ class MemoryBatch(Batch):
 
     stored = False  # its messages are not rows: nothing to look up beside them
 
-    def __init__(self, parsed: list[ParsedMessage]) -> None:
+    def __init__(self, parsed: list[ParsedMessage], raws: list[bytes] | None = None) -> None:
+        """raws: each message's bytes, where a step reads them (the sender check's DKIM)."""
         super().__init__()
+        raws = raws if raws is not None else [b""] * len(parsed)
         self.messages = [
-            Message(id=i + 1, raw=b"", parsed={}, runs=1, steps={},
+            Message(id=i + 1, raw=raw, parsed={}, runs=1, steps={},
                     status=MessageStatus.PROCESSING)
-            for i in range(len(parsed))
+            for i, raw in enumerate(raws)
         ]  # fmt: skip
         self._parsed = {m.id: p for m, p in zip(self.messages, parsed, strict=True)}
 

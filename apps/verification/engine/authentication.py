@@ -62,16 +62,23 @@ class Answer:
 
 
 class Lookups:
-    """Each name and type asked once per message, through our resolver."""
+    """Each name and type asked once, through our resolver: per message, or shared by a batch of
+    messages (mail from one domain asks for its records once), a lookup in flight awaited by
+    whoever asks for it meanwhile."""
 
     def __init__(self, resolver: dns.asyncresolver.Resolver) -> None:
         self.resolver = resolver
         self.answers: dict[tuple[str, str], Answer] = {}
+        self._pending: dict[tuple[str, str], asyncio.Task] = {}
 
     async def get(self, name: str, rdtype: str) -> Answer:
         key = (name.lower().rstrip("."), rdtype)
         if key not in self.answers:
-            self.answers[key] = await self._resolve(*key)
+            if key not in self._pending:
+                self._pending[key] = asyncio.ensure_future(self._resolve(*key))
+            answer = await asyncio.shield(self._pending[key])
+            self.answers[key] = answer
+            self._pending.pop(key, None)
         return self.answers[key]
 
     async def _resolve(self, name: str, rdtype: str) -> Answer:
@@ -423,11 +430,13 @@ async def check_authentication(
     nameservers: Iterable[str] = (),
     timeout: float = 5.0,
     resolver=None,
+    lookups: Lookups | None = None,
 ) -> list[AuthResult]:
     """DKIM (a result per signature), SPF and DMARC for one message. raw: its exact bytes (the
     signatures cover them); message: its parsed headers (email.message.Message or the inbox's
-    ParsedMessage). The resolver is built from nameservers and timeout unless one is given."""
-    lookups = Lookups(resolver or build_resolver(nameservers, timeout))
+    ParsedMessage). Lookups go through lookups (shared by a batch), else a resolver given or
+    built from nameservers and timeout."""
+    lookups = lookups or Lookups(resolver or build_resolver(nameservers, timeout))
     budget = LOOKUPS_PER_METHOD * timeout
     dkim_results, spf_result = await asyncio.gather(
         _guarded("dkim", check_dkim(_without_mbox_line(bytes(raw)), lookups), budget),

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from email.message import Message
 
-from apps.verification.engine.authentication import check_authentication
+from apps.verification.engine.authentication import Lookups, check_authentication
 from apps.verification.engine.config import VerifierConfig
 from apps.verification.engine.dns import build_resolver
 from apps.verification.engine.result import VerificationResult
@@ -16,8 +16,9 @@ from apps.verification.engine.verifier import Verifier
 
 logger = logging.getLogger(__name__)
 
-# Messages whose DKIM, SPF and DMARC are checked at once; each makes a handful of lookups.
-OWN_CHECKS_IN_FLIGHT = 20
+# Messages whose DKIM, SPF and DMARC are checked at once; each makes a handful of lookups and
+# mostly waits for them.
+OWN_CHECKS_IN_FLIGHT = 32
 
 
 @dataclass
@@ -50,14 +51,14 @@ async def with_own_checks(
     unchecked = [i for i, t in enumerate(trusts) if not t.authentication and raws[i]]
     if not unchecked:
         return trusts
-    resolver = build_resolver(config.dns_nameservers, config.dns_timeout)
+    lookups = Lookups(build_resolver(config.dns_nameservers, config.dns_timeout))
     limit = asyncio.Semaphore(OWN_CHECKS_IN_FLIGHT)
 
     async def check(i: int) -> TrustReport:
         try:
             async with limit:
                 results = await check_authentication(
-                    raws[i], messages[i], timeout=config.dns_timeout, resolver=resolver
+                    raws[i], messages[i], timeout=config.dns_timeout, lookups=lookups
                 )
             return _assess(messages[i], config, own_check=results)
         except Exception:
@@ -108,8 +109,16 @@ async def verify_senders(
     config = verifier.config
     if trusts is None:
         trusts = [_assess(m, config) for m in messages]
-    if raws is not None:
-        trusts = await with_own_checks(messages, raws, trusts, config)
+    # The reply addresses come from the headers, not from the authentication results: both
+    # checks wait on the network, side by side.
     addresses = [t.reply_address for t in trusts if t.reply_address]
-    results = iter(await verifier.verify_many(addresses, smtp=smtp, greylist_wait=greylist_wait))
-    return [SenderVerification(t, next(results) if t.reply_address else None) for t in trusts]
+    checked, found = await asyncio.gather(
+        with_own_checks(messages, raws, trusts, config) if raws is not None else _same(trusts),
+        verifier.verify_many(addresses, smtp=smtp, greylist_wait=greylist_wait),
+    )
+    results = iter(found)
+    return [SenderVerification(t, next(results) if t.reply_address else None) for t in checked]
+
+
+async def _same(trusts: list[TrustReport]) -> list[TrustReport]:
+    return trusts

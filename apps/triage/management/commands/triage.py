@@ -53,7 +53,8 @@ class Command(BaseCommand):
                 self.stderr.write(f"error: {item.error}")
                 continue
             try:
-                batch.append((item.source, parse_message(item.raw, max_bytes=limit, limits=limits)))
+                parsed = parse_message(item.raw, max_bytes=limit, limits=limits)
+                batch.append((item.source, parsed, item.raw))
             except UnparseableMessage as exc:
                 errors += 1
                 self.stderr.write(f"error: {item.source}: {exc}")
@@ -74,14 +75,14 @@ class Command(BaseCommand):
         """The chain's own steps, on messages held in memory: nothing is stored."""
         if not batch:
             return 0
-        run = MemoryBatch([message for _, message in batch])
+        run = MemoryBatch([message for _, message, _ in batch], [raw for _, _, raw in batch])
         started = time.perf_counter()
         for step in TRIAGE_STEPS:
             step(run)
         if not options["no_verify"]:
             verification_steps.verify_sender(run, smtp=not options["no_smtp"])
         total_ms = round((time.perf_counter() - started) * 1000 / len(batch), 3)
-        for (source, parsed), message in zip(batch, run.messages, strict=True):
+        for (source, parsed, _), message in zip(batch, run.messages, strict=True):
             self._emit(source, parsed, message, triager, total_ms, options)
         return len(batch)
 
