@@ -265,6 +265,18 @@ def test_trusted_authentication_results_win_over_our_check(dns_farm):
     assert dns_farm.zone.queries - queries == 3
 
 
+def test_a_batch_asks_for_each_name_once(dns_farm):
+    # Ten signed messages from one domain: one key, one SPF record, one DMARC record in all.
+    raws = [sign(compose(body=f"Invoice {n} attached.\r\n")) for n in range(10)]
+    messages = [email.message_from_bytes(raw) for raw in raws]
+    trusts = [assess_sender(m) for m in messages]
+    config = VerifierConfig(dns_nameservers=(dns_farm.nameserver,), dns_timeout=TIMEOUT)
+    queries = dns_farm.zone.queries
+    checked = asyncio.run(with_own_checks(messages, raws, trusts, config))
+    assert dns_farm.zone.queries - queries == 3
+    assert all(t.authserv_id == OWN_AUTHSERV_ID and t.level == "trusted" for t in checked)
+
+
 def test_real_world_mail_gives_a_result_per_method(dns_farm):
     if not SPAMASSASSIN.is_dir():
         pytest.skip(f"the SpamAssassin corpus is not at {SPAMASSASSIN}")
