@@ -30,7 +30,7 @@ LANGUAGE_SURE = 0.6
 # and remittance advice are billing, a sign-in alert is security. Where the category head is
 # this sure of one of these for such mail, it decides. (List-Unsubscribe is left to its rule:
 # a payment company's newsletter reads like billing.)
-AUTOMATED_BUT_ACTIONABLE = {"notification": frozenset({"billing", "security", "account"})}
+AUTOMATED_BUT_ACTIONABLE = frozenset({"billing", "security", "account"})
 AUTOMATED_SURE = 0.5
 # A labelled real message counts as much as a taxonomy example.
 EXAMPLE_WEIGHT = 1.0
@@ -242,7 +242,8 @@ class Classifier:
             if rule:
                 label, confidence = ranked[0]
                 if (
-                    label in AUTOMATED_BUT_ACTIONABLE.get(rule[0], ())
+                    rule[0] == "notification"
+                    and label in AUTOMATED_BUT_ACTIONABLE
                     and confidence >= AUTOMATED_SURE
                 ):
                     decisions.append(CategoryDecision(
