@@ -97,6 +97,29 @@ def test_automated_mail_about_money_goes_to_billing_and_the_rest_stays_a_notific
     assert built.category.decided_by == "headers: Auto-Submitted: auto-generated"
 
 
+def test_list_mail_that_is_a_notification_is_not_called_a_newsletter(triager):
+    listed = "List-Unsubscribe: <https://lists.example.com/unsubscribe/8812>\n"
+    build = make_message(
+        "Run failed: CI - main (a4e91c7)\n\nThe job 'test (3.11)' failed after 4 minutes: "
+        "2 tests failed in tests/api/test_export.py.\nView the workflow run: "
+        "https://code.example.com/acme/web/actions/runs/8812\n\nYou are receiving this because "
+        "you are subscribed to this repository's workflow notifications.",
+        subject="[acme/web] Run failed: CI - main (a4e91c7)", sender="notifications@code.example.com",
+        extra=listed,
+    )  # fmt: skip
+    digest = make_message(
+        "This month at Acme: three new integrations, our spring webinar series, and a customer "
+        "story from Lisbon. Read the full newsletter on our blog. Upcoming events: ...",
+        subject="Acme monthly: new integrations and spring webinars", sender="news@acme.example",
+        extra=listed,
+    )  # fmt: skip
+    failed, monthly = triager.triage([build, digest])
+    assert failed.category.label == "notification", failed.category
+    assert failed.category.decided_by.endswith("automated mail: List-Unsubscribe header")
+    assert monthly.category.label == "newsletter", monthly.category
+    assert monthly.category.decided_by == "headers: List-Unsubscribe header"
+
+
 def test_summary_and_draft_use_only_the_new_text(triager):
     message = make_message(
         "Hi,\nThe export to CSV fails with error 42 since this morning. Could you check it?\n\n"

@@ -123,6 +123,34 @@ def test_a_login_the_customer_did_not_make_is_p0():
     assert any("someone else's hands" in reason for reason in decision.reasons)
 
 
+def test_a_receipt_needs_no_action_unless_something_is_wrong():
+    receipt = make_message("Amount paid: EUR 1,188.00. Payment method: Visa ending in 4242.",
+                           subject="Your receipt from Atlas Design Co #2291-6604")  # fmt: skip
+    decision = prioritize(receipt, "billing")
+    assert decision.level == "P3" and any(r.startswith("a receipt") for r in decision.reasons)
+    charged_twice = make_message("We were charged twice for this, please refund one urgently.",
+                                 subject="Re: Your receipt #2291-6604")  # fmt: skip
+    assert prioritize(charged_twice, "billing").level in ("P1", "P2")
+
+
+def test_urgent_words_in_an_opinion_are_not_work_for_today():
+    opinion = make_message("Honestly the old editor felt broken to me and a dark mode is urgent "
+                           "for my eyes, but overall we love the product.",
+                           subject="Some thoughts after a year")  # fmt: skip
+    assert prioritize(opinion, "feedback").level == "P3"
+    assert prioritize(opinion, "support").level != "P3"  # the same words where work is asked
+    fed_up = make_message("Third time I am writing: the redesign is unacceptable, we will cancel.")
+    assert prioritize(fed_up, "feedback").level in ("P0", "P1")
+
+
+def test_by_tomorrow_sent_in_the_afternoon_counts_as_due_soon():
+    quote = make_message("Could you send the signed quote by tomorrow? Our board meets then.",
+                         subject="Signed quote", date="Wed, 04 Mar 2026 15:30:00 +0000")  # fmt: skip
+    decision = prioritize(quote, "sales")
+    assert decision.level == "P1", decision.reasons
+    assert any("deadline" in reason and "(+20)" in reason for reason in decision.reasons)
+
+
 def test_train_categories_writes_the_tune_part_only(tmp_path, business):
     output = tmp_path / "examples.json"
     out = StringIO()

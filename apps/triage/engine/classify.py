@@ -14,7 +14,7 @@ from sklearn.svm import LinearSVC
 from apps.inbox.engine import ParsedMessage
 from apps.triage.engine.learning import Learned
 from apps.triage.engine.rules import header_category
-from apps.triage.engine.spam import SpamDocument, SpamHead
+from apps.triage.engine.spam import SpamDocument, SpamHead, spam_document, sparse_features
 from apps.triage.engine.taxonomy import Taxonomy
 
 SPAM_THRESHOLD = 0.5
@@ -31,9 +31,16 @@ LANGUAGE_SURE = 0.6
 # this sure of one of these for such mail, it decides. (List-Unsubscribe is left to its rule:
 # a payment company's newsletter reads like billing.)
 AUTOMATED_BUT_ACTIONABLE = frozenset({"billing", "security", "account"})
+# List headers say that mail went to a list, not that it is a newsletter: code hosts, trackers
+# and monitoring send their notifications with List-Unsubscribe too.
+LISTED_BUT_NOT_NEWSLETTER = frozenset({"notification"})
+# What the head may decide, and how sure it must be, where a bulk header rule names a category.
+HEAD_MAY_DECIDE = {"notification": AUTOMATED_BUT_ACTIONABLE, "newsletter": LISTED_BUT_NOT_NEWSLETTER}
 AUTOMATED_SURE = 0.5
-# A labelled real message counts as much as a taxonomy example.
+# A written example counts as much as a taxonomy example; a labelled real message (the
+# examples with a source) as much as LABELLED_WEIGHT of them.
 EXAMPLE_WEIGHT = 1.0
+LABELLED_WEIGHT = 1.0
 _words = HashingVectorizer(n_features=2**16, alternate_sign=False, ngram_range=(1, 2), norm="l2")
 # Character n-grams carry what word forms share across languages and spellings (factura,
 # fattura, facture; Passwort, password), which an English encoder does not see.
@@ -72,11 +79,14 @@ def category_text(message: ParsedMessage) -> str:
     return f"{message.subject}\n{message.new_text or message.text}"[:4000]
 
 
+SVM_C = 0.3
+
+
 def _linear_model() -> LinearSVC:
     # A linear SVM fits the ~1,400 examples in about a second where multinomial logistic
     # regression took 15 to 20 (a refit follows every taxonomy change), and cross-validated
     # on the tune part it was as accurate; the temperature below makes its margins probabilities.
-    return LinearSVC(C=0.3)
+    return LinearSVC(C=SVM_C)
 
 
 class CategoryHead:
@@ -100,7 +110,7 @@ class CategoryHead:
         if examples:
             matrix = sp.vstack([matrix, self._features(examples.texts, examples.vectors)])
             labels += examples.labels
-            weights += [EXAMPLE_WEIGHT] * len(examples)
+            weights += [LABELLED_WEIGHT if source else EXAMPLE_WEIGHT for source in examples.sources]
         # Reviewers' corrections to categories the head knows, with the embeddings kept when
         # they were learned (the encoder does not run again for them).
         corrections = [
@@ -121,13 +131,21 @@ class CategoryHead:
         self.classes = list(self.model.classes_)
         self.temperature = self._fit_temperature(matrix)
 
-    def _features(self, texts: list[str], embeddings: np.ndarray | None):
-        blocks = [_words.transform(texts) * WORDS_WEIGHT, _chars.transform(texts) * CHARS_WEIGHT]
+    @staticmethod
+    def sparse_features(texts: list[str]) -> sp.csr_matrix:
+        """The hashed blocks, which need no encoder."""
+        return sp.hstack(
+            [_words.transform(texts) * WORDS_WEIGHT, _chars.transform(texts) * CHARS_WEIGHT]
+        ).tocsr()
+
+    def _features(self, texts: list[str], embeddings: np.ndarray | None,
+                  sparse: sp.csr_matrix | None = None):  # fmt: skip
+        sparse = self.sparse_features(texts) if sparse is None else sparse
         if self.encoder is None:
-            return sp.hstack(blocks).tocsr()
+            return sparse
         if embeddings is None:
             embeddings = self.encoder.encode(texts).vectors
-        return sp.hstack([sp.csr_matrix(embeddings), *blocks]).tocsr()
+        return sp.hstack([sp.csr_matrix(embeddings), sparse]).tocsr()
 
     def _fit_temperature(self, matrix) -> float:
         folds = min(3, min(np.unique(self.labels, return_counts=True)[1]))
@@ -147,8 +165,9 @@ class CategoryHead:
                 best, best_loss = float(temperature), loss
         return best
 
-    def predict(self, texts: list[str], embeddings: np.ndarray | None) -> np.ndarray:
-        scores = self.model.decision_function(self._features(texts, embeddings))
+    def predict(self, texts: list[str], embeddings: np.ndarray | None,
+                sparse: sp.csr_matrix | None = None) -> np.ndarray:  # fmt: skip
+        scores = self.model.decision_function(self._features(texts, embeddings, sparse))
         return _softmax(scores / self.temperature)
 
 
@@ -156,6 +175,16 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
     shifted = scores - scores.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class HashedFeatures:
+    """What both heads read that needs no encoder: computed apart, it can run while the encoder
+    does (Triager.encode_and_hash)."""
+
+    spam_documents: list[SpamDocument]
+    spam: sp.csr_matrix
+    category: sp.csr_matrix
 
 
 @dataclass(frozen=True)
@@ -197,10 +226,19 @@ class Classifier:
         self.model_signal = "encoder" if encoder is not None else "fallback"
         self.known_languages = KNOWN_LANGUAGES
 
+    def hashed_features(self, messages: list[ParsedMessage]) -> HashedFeatures:
+        documents = [spam_document(m) for m in messages]
+        return HashedFeatures(
+            documents, sparse_features(documents),
+            self.head.sparse_features([category_text(m) for m in messages]),
+        )  # fmt: skip
+
     def classify(self, messages: list[ParsedMessage], embeddings: np.ndarray | None,
-                 spam_documents: list[SpamDocument]) -> list[CategoryDecision]:  # fmt: skip
-        spam_p = self.spam_head.predict_proba(spam_documents, embeddings)
-        probabilities = self.head.predict([category_text(m) for m in messages], embeddings)
+                 hashed: HashedFeatures | None = None) -> list[CategoryDecision]:  # fmt: skip
+        hashed = hashed or self.hashed_features(messages)
+        spam_p = self.spam_head.predict_proba(hashed.spam_documents, embeddings, hashed.spam)
+        texts = [category_text(m) for m in messages]
+        probabilities = self.head.predict(texts, embeddings, hashed.category)
         pull = self.learned.category_pull(embeddings, self.head.classes)
         if pull is not None:
             probabilities = probabilities * pull
@@ -241,11 +279,7 @@ class Classifier:
             rule = header_category(message, "after_spam")
             if rule:
                 label, confidence = ranked[0]
-                if (
-                    rule[0] == "notification"
-                    and label in AUTOMATED_BUT_ACTIONABLE
-                    and confidence >= AUTOMATED_SURE
-                ):
+                if label in HEAD_MAY_DECIDE.get(rule[0], ()) and confidence >= AUTOMATED_SURE:
                     decisions.append(CategoryDecision(
                         label, float(confidence), f"{self.model_signal}, automated mail: {rule[1]}",
                         alternatives[1:], float(spam_p[i]),

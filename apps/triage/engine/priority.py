@@ -108,6 +108,19 @@ _DATA_SUBJECT = re.compile(
 _NEGATED = re.compile(
     r"\b(not|no|nicht|kein|pas|non|no es|n[ãa]o [ée]|niet)\s+(so\s+|very\s+|sehr\s+)?$", re.I
 )
+# A receipt confirms a payment that went through: there is nothing to do.
+_RECEIPT = re.compile(
+    r"\b(receipt|payment (received|confirmation|successful)|thank you for your (order|payment|purchase)|"
+    r"quittung|zahlungsbest[äa]tigung|re[çc]u de paiement|recibo|ricevuta|comprovante|betalingsbewijs)\b",
+    re.I,
+)
+# Categories that mean there is no problem to fix now (feedback: opinions and suggestions;
+# other: mail about anything else). Words like "urgent" or "broken" there describe a story or an
+# opinion, not work for today; frustration still counts.
+NO_IMMEDIATE_PROBLEM = frozenset({"feedback", "other"})
+# "By tomorrow" sent in the afternoon is due some 25 hours later, and is as pressing as "by
+# tonight": a deadline within the next working day counts fully.
+DUE_SOON_HOURS = 36
 FRUSTRATED_FLOOR = 45  # P1: an angry or repeat complaint waits no longer than today
 
 
@@ -153,13 +166,13 @@ def prioritize(
     urgent = sorted({m.group(0).lower() for pattern in (_URGENCY, _URGENCY_ELSEWHERE)
                      for m in pattern.finditer(text)
                      if not _NEGATED.search(text[max(0, m.start() - 16):m.start()])})  # fmt: skip
-    if urgent:
+    if urgent and category not in NO_IMMEDIATE_PROBLEM:
         points = min(20, 10 * len(urgent))
         score += points
         reasons.append(f"urgency language: {', '.join(urgent[:3])} (+{points})")
     impact = sorted({m.group(0).lower() for pattern in (_IMPACT, _IMPACT_ELSEWHERE)
                      for m in pattern.finditer(text)})  # fmt: skip
-    if impact:
+    if impact and category not in NO_IMMEDIATE_PROBLEM:
         points = min(20, 10 * len(impact))
         score += points
         reasons.append(f"business impact: {', '.join(impact[:3])} (+{points})")
@@ -185,6 +198,11 @@ def prioritize(
         points = min(25, 15 * len(frustration))
         score += points
         reasons.append(f"frustration: {', '.join(frustration[:3])} (+{points})")
+    if category == "billing" and not (urgent or impact or frustration):
+        receipt = _RECEIPT.search(message.subject)
+        if receipt:
+            score -= 15
+            reasons.append(f"a receipt: {receipt.group(0).lower()} (-15)")
     resolved = sorted({m.group(0).lower() for m in _RESOLVED.finditer(text)})
     calm = not (urgent or impact or frustration or compromise)
     if resolved and calm:
@@ -195,7 +213,7 @@ def prioritize(
     deadlines = find_deadlines(text, sent)
     if deadlines:
         hours = deadlines[0].hours_after(sent)
-        points = 20 if hours <= 24 else 12 if hours <= 72 else 5
+        points = 20 if hours <= DUE_SOON_HOURS else 12 if hours <= 72 else 5
         score += points
         reasons.append(f"deadline {deadlines[0].text!r} ({deadlines[0].due:%Y-%m-%d %H:%M}, "
                        f"{hours:.0f} h after sending) (+{points})")  # fmt: skip

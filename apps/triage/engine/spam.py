@@ -76,7 +76,9 @@ def spam_document(message: ParsedMessage) -> SpamDocument:
     return SpamDocument(text, structure_tokens(message))
 
 
-def _sparse(documents: list[SpamDocument]) -> sp.csr_matrix:
+def sparse_features(documents: list[SpamDocument]) -> sp.csr_matrix:
+    """The hashed part of the features, which needs no encoder (and so may be computed while
+    the encoder runs)."""
     blocks = []
     for vectorizer, limit in ((_words, None), (_chars, 4000)):
         matrix = vectorizer.transform([d.text[:limit] if limit else d.text for d in documents])
@@ -91,7 +93,7 @@ def _sparse(documents: list[SpamDocument]) -> sp.csr_matrix:
 
 def features(documents: list[SpamDocument], embeddings: np.ndarray | None) -> sp.csr_matrix:
     """embeddings None: the light model of fallback mode, hashed features only."""
-    sparse = _sparse(documents)
+    sparse = sparse_features(documents)
     if embeddings is None:
         embeddings = np.zeros((len(documents), 0), dtype=np.float32)
     return sp.hstack([sparse, sp.csr_matrix(embeddings * EMBEDDING_WEIGHT)]).tocsr()
@@ -108,13 +110,19 @@ class SpamHead:
     def version(self) -> str:
         return self.meta.get("version", "spam-head")
 
-    def predict_proba(
-        self, documents: list[SpamDocument], embeddings: np.ndarray | None
-    ) -> np.ndarray:
+    def predict_proba(self, documents: list[SpamDocument], embeddings: np.ndarray | None,
+                      sparse: sp.csr_matrix | None = None) -> np.ndarray:  # fmt: skip
+        """sparse: sparse_features(documents) where already computed."""
         if self.embedding_dimension and embeddings is None:
             raise ValueError("This spam head needs embeddings; use a light head in fallback mode.")
-        matrix = features(documents, embeddings if self.embedding_dimension else None)
-        return 1 / (1 + np.exp(-(matrix @ self.coef + self.intercept)))
+        sparse = sparse_features(documents) if sparse is None else sparse
+        # The same product as features() @ coef, without copying the embeddings into a sparse
+        # matrix first.
+        width = sparse.shape[1]
+        logits = sparse @ self.coef[:width] + self.intercept
+        if self.embedding_dimension:
+            logits += (embeddings * EMBEDDING_WEIGHT) @ self.coef[width:]
+        return 1 / (1 + np.exp(-logits))
 
     def save(self, path: str | Path) -> None:
         np.savez_compressed(
