@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -168,23 +172,64 @@ def record_refused(
     )
 
 
+# One round trip, as one transaction (several statements in one simple query run as one, and
+# inside an open transaction they join it): the advisory lock serialises concurrent ingests of
+# the same message, whatever received_at each derives (the unique (dedupe_key, received_at)
+# constraint alone cannot see across partitions); the second statement, which takes its
+# snapshot after the lock is held, returns the row stored before or inserts this one.
+STORE_SQL = """
+SELECT pg_advisory_xact_lock(hashtextextended(%s, 0));
+WITH found AS (
+    SELECT {returned} FROM {table} WHERE dedupe_key = %s ORDER BY id LIMIT 1
+), added AS (
+    INSERT INTO {table} ({inserted}) SELECT {values} WHERE NOT EXISTS (SELECT FROM found)
+    RETURNING {returned}
+)
+SELECT false, {returned} FROM found UNION ALL SELECT true, {returned} FROM added
+"""
+
+
+# What the store statement returns of a row: what callers of ingest_raw read (the id for the
+# answer, the state and reason of a refused input, the partition). Other fields of a row found
+# stored before load when first read, as the ORM's deferred fields do.
+RETURNED = ("id", "received_at", "status", "failed_step", "failure_reason")
+
+
+@lru_cache(maxsize=1)
+def _store_statement() -> tuple[str, list]:
+    """The statement and the fields it inserts."""
+    quote = connection.ops.quote_name
+    inserted = [f for f in Message._meta.concrete_fields if not f.primary_key]
+    sql = STORE_SQL.format(
+        table=quote(Message._meta.db_table),
+        inserted=", ".join(quote(f.column) for f in inserted),
+        values=", ".join(["%s"] * len(inserted)),
+        returned=", ".join(quote(Message._meta.get_field(name).column) for name in RETURNED),
+    )
+    return sql, inserted
+
+
 def _store(key: str, **row) -> IngestResult:
     """Insert the row for key, or find the one stored before. A queued row is announced once
     its transaction commits; a refused one is never handed to the chain."""
-    with transaction.atomic():
-        # Serialises concurrent ingests of the same message, whatever received_at each derives:
-        # the unique (dedupe_key, received_at) constraint alone cannot see across partitions.
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
-        existing = Message.objects.defer("raw").filter(dedupe_key=key).order_by("id").first()
-        if existing is not None:
-            metrics.count_ingested(row["source"], "duplicate")
-            return IngestResult(existing, created=False)
-        message = Message.objects.create(dedupe_key=key, parsed={}, **row)
-        if message.status != MessageStatus.QUEUED:
-            metrics.count_ingested(row["source"], "refused")
-            return IngestResult(message, created=True)
-        transaction.on_commit(announce_queued)
+    message = Message(dedupe_key=key, parsed={}, **row)
+    sql, inserted = _store_statement()
+    values = [f.get_db_prep_save(f.pre_save(message, add=True), connection) for f in inserted]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key, key, *values])
+        cursor.nextset()
+        created, *stored = cursor.fetchone()
+    if not created:
+        metrics.count_ingested(row["source"], "duplicate")
+        return IngestResult(Message.from_db(connection.alias, RETURNED, stored), created=False)
+    # As Model.save leaves an instance it inserted.
+    message.id = stored[0]
+    message._state.adding, message._state.db = False, connection.alias
+    if message.status != MessageStatus.QUEUED:
+        metrics.count_ingested(row["source"], "refused")
+        return IngestResult(message, created=True)
+    # At once outside a transaction (the row is committed), else when the caller's commits.
+    transaction.on_commit(announce_queued)
     metrics.count_ingested(row["source"], "accepted")
     return IngestResult(message, created=True)
 
@@ -227,8 +272,51 @@ def ingest_paths(paths: list, *, on_error: Callable[[str], None]) -> BatchReport
 
 
 def announce_queued() -> None:
-    """Tell the chain there is work. The committed row is what counts: a receiver that fails
-    (the broker is down) is logged, and the sweep hands the message to the chain later."""
+    """Tell the chain there is work: at once, or, within MAILSCORE_ANNOUNCE_SECONDS of this
+    process's last announcement, once at the end of that interval for every commit made in it
+    (each announcement is a round trip to Redis, and dispatch claims whatever is queued when it
+    runs, so one stands for all the commits before it)."""
+    _announcements.request()
+
+
+class _Announcements:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = float("-inf")
+        self._timer: threading.Timer | None = None
+
+    def reset(self) -> None:
+        # In a forked child: the parent's timer is not running here.
+        self.__init__()
+
+    def request(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                return  # the one waiting fires after this commit
+            now = time.monotonic()
+            wait = self._last + settings.MAILSCORE_ANNOUNCE_SECONDS - now
+            if wait > 0:
+                self._timer = threading.Timer(wait, self._fire)
+                self._timer.daemon = True
+                self._timer.start()
+                return
+            self._last = now
+        _announce()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._last = time.monotonic()
+        _announce()
+
+
+_announcements = _Announcements()
+os.register_at_fork(after_in_child=_announcements.reset)
+
+
+def _announce() -> None:
+    """The committed row is what counts: a receiver that fails (the broker is down) is logged,
+    and the sweep hands the message to the chain later."""
     for receiver, outcome in messages_queued.send_robust(sender=Message):
         if isinstance(outcome, Exception):
             logger.warning("Queued messages wait for the sweep: %s failed: %s",

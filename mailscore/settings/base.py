@@ -265,6 +265,10 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_BEAT_SCHEDULER = "tasks.beat:OutageTolerantScheduler"
 # Beat's schedule is in mailscore/celery.py, where it can name the task objects.
 MAILSCORE_SWEEP_SECONDS = env_float("MAILSCORE_SWEEP_SECONDS", 15.0)
+# A process tells the chain about newly queued mail at most this often (apps/inbox/ingest.py,
+# announce_queued): one Redis round trip stands for every message queued in the interval, rather
+# than one per message at a high ingest rate.
+MAILSCORE_ANNOUNCE_SECONDS = env_float("MAILSCORE_ANNOUNCE_SECONDS", 0.1)
 MAILSCORE_IMAP_POLL_SECONDS = env_int("MAILSCORE_IMAP_POLL_SECONDS", 60)
 # IMAP mailboxes (apps/inbox/imap.py; docs/security.md). A mailbox's password comes only from an
 # environment variable named MAILSCORE_IMAP_PASSWORD_<something>; its host must resolve to public
