@@ -6,6 +6,7 @@ mailboxes) go through mailscore's verifier with a per-server concurrency limit o
 py3-validate-email on a thread pool. Both runs alternate and repeat; medians are reported.
 
     python benchmarks/verify_throughput.py [--addresses 10000] [--domains 200] [--runs 3]
+    python benchmarks/verify_throughput.py --no-peer --redis-url URL --alternate-in-process
 """
 
 from __future__ import annotations
@@ -95,31 +96,37 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 async def _verify_all(addresses: list[str], config: VerifierConfig, redis_url: str | None):
+    """The results and the seconds verify_many took (not counting the clean-up of the run's keys
+    in Redis afterwards, which is no part of verifying)."""
     if not redis_url:
-        return await Verifier(config, cache=MemoryCache()).verify_many(addresses)
+        started = time.perf_counter()
+        results = await Verifier(config, cache=MemoryCache()).verify_many(addresses)
+        return results, time.perf_counter() - started
     # The multi-worker setup: cache and politeness limits shared through Redis.
     client = redis_client(redis_url)
     prefix = f"mailscore-bench:{time.time_ns()}:"
     try:
+        started = time.perf_counter()
         verifier = Verifier.shared_through_redis(config, client, prefix=prefix)
-        return await verifier.verify_many(addresses)
+        results = await verifier.verify_many(addresses)
+        return results, time.perf_counter() - started
     finally:
-        keys = [key async for key in client.scan_iter(f"{prefix}*")]
+        keys = [key async for key in client.scan_iter(f"{prefix}*", count=1000)]
         if keys:
             await client.delete(*keys)
         await client.aclose()
 
 
 def run_mailscore(addresses: list[str], config: VerifierConfig, redis_url: str | None) -> dict:
-    started = time.perf_counter()
-    results = asyncio.run(_verify_all(addresses, config, redis_url))
-    elapsed = time.perf_counter() - started
+    cpu = time.process_time()
+    results, elapsed = asyncio.run(_verify_all(addresses, config, redis_url))
     verdicts: dict[str, int] = {}
     for result in results:
         verdicts[str(result.verdict)] = verdicts.get(str(result.verdict), 0) + 1
     probe_ms = [r.timings.get("smtp_ms", 0.0) for r in results]
     return {
         "elapsed_s": elapsed,
+        "cpu_s": time.process_time() - cpu,
         "per_second": len(addresses) / elapsed,
         "probe_p50_ms": percentile(probe_ms, 0.50),
         "probe_p95_ms": percentile(probe_ms, 0.95),
@@ -127,6 +134,15 @@ def run_mailscore(addresses: list[str], config: VerifierConfig, redis_url: str |
         "verdict_p95_ms": percentile([r.timings["total_ms"] for r in results], 0.95),
         "verdicts": verdicts,
     }
+
+
+def politeness_ceiling(addresses: int, domains: int, rate: float, burst: int) -> float | None:
+    """Addresses per second that the token bucket alone allows: every domain's probes (one per
+    address and one catch-all probe) start with a burst, then come at the rate."""
+    probes = -(-addresses // domains) + 1
+    if rate <= 0 or probes <= burst:
+        return None
+    return addresses / ((probes - burst) / rate)
 
 
 def run_peer(addresses: list[str], farm: FarmControl, threads: int) -> dict:
@@ -188,6 +204,11 @@ def main() -> None:
     parser.add_argument(
         "--redis-url", help="share cache and limits through this Redis, as several workers do"
     )
+    parser.add_argument(
+        "--alternate-in-process",
+        action="store_true",
+        help="with --redis-url: before each run in Redis, one with limits and cache in memory",
+    )
     args = parser.parse_args()
     if args.domains > 240:
         parser.error("--domains: at most 240 (one loopback address each in 127.0.1.10-249)")
@@ -208,9 +229,17 @@ def main() -> None:
         allow_special_use_domains=True,
         smtp_allowed_networks=("127.0.0.0/8",),  # the farm is on loopback
     )
-    ours, peers = [], []
+    if args.alternate_in_process and not args.redis_url:
+        parser.error("--alternate-in-process compares against --redis-url; give both")
+    ours, peers, in_memory = [], [], []
     try:
         for run in range(args.runs):
+            if args.alternate_in_process:
+                farm.ask("reset")
+                figures = run_mailscore(addresses, config, None)
+                figures["farm"] = farm.ask("stats")
+                in_memory.append(figures)
+                print(f"run {run + 1} mailscore in memory: {json.dumps(figures)}", file=sys.stderr)
             farm.ask("reset")
             figures = run_mailscore(addresses, config, args.redis_url)
             figures["farm"] = farm.ask("stats")
@@ -238,14 +267,19 @@ def main() -> None:
         "| verifier | addresses/s | probe p50 | probe p95 | time to verdict p50 | p95 | max concurrency at any MX | verdicts (last run) |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    label = "mailscore, limits in Redis" if args.redis_url else "mailscore"
-    print(
-        f"| {label} | {median(ours, 'per_second'):.0f} | {median(ours, 'probe_p50_ms'):.0f} ms | "
-        f"{median(ours, 'probe_p95_ms'):.0f} ms | {median(ours, 'verdict_p50_ms') / 1000:.1f} s | "
-        f"{median(ours, 'verdict_p95_ms') / 1000:.1f} s | "
-        f"{max(r['farm']['max_concurrency'] for r in ours)} (limit {args.concurrency}) | "
-        f"{ours[-1]['verdicts']} |"
-    )
+
+    def row(label: str, runs: list[dict]) -> None:
+        print(
+            f"| {label} | {median(runs, 'per_second'):.0f} | {median(runs, 'probe_p50_ms'):.0f} ms | "
+            f"{median(runs, 'probe_p95_ms'):.0f} ms | {median(runs, 'verdict_p50_ms') / 1000:.1f} s | "
+            f"{median(runs, 'verdict_p95_ms') / 1000:.1f} s | "
+            f"{max(r['farm']['max_concurrency'] for r in runs)} (limit {args.concurrency}) | "
+            f"{runs[-1]['verdicts']} |"
+        )
+
+    if in_memory:
+        row("mailscore, limits in memory", in_memory)
+    row("mailscore, limits in Redis" if args.redis_url else "mailscore", ours)
     if peers:
         print(
             f"| py3-validate-email, {args.peer_threads} threads | {median(peers, 'per_second'):.0f} | "
@@ -254,11 +288,31 @@ def main() -> None:
         )
         print(f"\nThroughput ratio, mailscore / peer, per run: "
               f"{', '.join(f'{r:.1f}x' for r in ratios)}; median {statistics.median(ratios):.1f}x.")  # fmt: skip
+    ceiling = politeness_ceiling(len(addresses), args.domains, args.rate, args.burst)
+    if ceiling:
+        shares = ", ".join(
+            f"{label} {median(runs, 'per_second') / ceiling:.0%}"
+            for label, runs in (("in memory", in_memory), ("mailscore", ours))
+            if runs
+        )
+        print(f"\nPoliteness ceiling: {ceiling:,.0f} addresses/s; medians reach {shares} of it.")
+    cpu = ", ".join(
+        f"{label} {median(runs, 'cpu_s'):.1f} s"
+        for label, runs in (("in memory", in_memory), ("mailscore", ours))
+        if runs
+    )
+    print(f"CPU of the verifier's process per run, medians: {cpu}.")
+    if in_memory:
+        shared = [r["per_second"] / m["per_second"] for r, m in zip(ours, in_memory, strict=True)]
+        print(f"Redis / in memory, per run: {', '.join(f'{r:.2f}' for r in shared)}; "
+              f"median {statistics.median(shared):.2f}.")  # fmt: skip
     print(
-        f"\nDATA commands the farm received: {sum(r['farm']['data_commands'] for r in ours + peers)}."
+        f"\nDATA commands the farm received: {sum(r['farm']['data_commands'] for r in ours + peers + in_memory)}."
     )
     if args.json:
-        args.json.write_text(json.dumps({"mailscore": ours, "peer": peers}, indent=2))
+        args.json.write_text(
+            json.dumps({"mailscore": ours, "peer": peers, "in_memory": in_memory}, indent=2)
+        )
 
 
 if __name__ == "__main__":

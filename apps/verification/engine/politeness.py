@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator
+
+from apps.verification.engine.batching import CommandBatcher
 
 
 class TokenBucket:
@@ -59,15 +60,42 @@ class LocalLimiter:
             await asyncio.sleep(wait)
 
 
-# KEYS[1] holds the leases of one host as a sorted set scored by expiry time.
+# Slots are leases in a sorted set per host, scored by when they expire (milliseconds of Redis's
+# clock, the one clock every worker shares). A lease not kept alive expires: a process that died
+# frees its slots within lease_seconds.
+#
+# _ACQUIRE_SLOT: KEYS[1] the leases, KEYS[2] a marker that someone waits for this host. Returns 0
+# when the slot is granted; else marks the host as waited for and returns the milliseconds until
+# the first lease expires, the longest a waiter needs to wait if no release is heard.
 _ACQUIRE_SLOT = """
-local now = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease_ms = tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[4])
-  redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3]) * 1000))
-  return 1
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now + lease_ms, ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], lease_ms)
+  return 0
 end
+redis.call('SET', KEYS[2], '1', 'PX', lease_ms)
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(1, tonumber(first[2]) - now)
+"""
+# Gives a lease back and, when someone waits for this host, says so on the channel (ARGV[2]).
+_RELEASE_SLOT = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 and redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
+end
+return 0
+"""
+# Extends a held lease. XX: a lease that expired and was taken away is not brought back, which
+# could put the host over its limit.
+_KEEP_SLOT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease_ms = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], 'XX', now + lease_ms, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], lease_ms)
 return 0
 """
 
@@ -103,6 +131,105 @@ return wait
 MAX_RESERVED_SECONDS = 30.0
 
 
+class _Releases:
+    """Slots freed anywhere in the fleet, heard on one Redis channel.
+
+    The subscription opens at the first wait, so a process whose servers are never contended
+    holds none. Each release heard wakes one local waiter for that host, which asks again: one
+    round trip per freed slot, not one per waiter and not one per poll."""
+
+    def __init__(self, client, channel: str) -> None:
+        self.client = client
+        self.channel = channel
+        self._waiters: dict[str, deque[asyncio.Future]] = defaultdict(deque)
+        # Releases heard per host: a waiter whose ask crossed a release asks again at once.
+        self._heard: dict[str, int] = defaultdict(int)
+        self._reader: asyncio.Task | None = None
+        self._subscribed: asyncio.Future | None = None
+
+    def heard(self, host: str) -> int:
+        return self._heard[host]
+
+    @property
+    def listening(self) -> bool:
+        return (
+            self._reader is not None
+            and not self._reader.done()
+            and self._reader.get_loop() is asyncio.get_running_loop()
+            and self._subscribed.done()
+            and not self._subscribed.cancelled()
+            and self._subscribed.exception() is None
+        )
+
+    async def listen(self) -> None:
+        """Subscribe, and return once Redis has confirmed it: releases from then on are heard."""
+        loop = asyncio.get_running_loop()
+        if self._reader is None or self._reader.done() or self._reader.get_loop() is not loop:
+            self._subscribed = loop.create_future()
+            self._reader = loop.create_task(self._read(self._subscribed))
+        await asyncio.shield(self._subscribed)
+
+    async def _read(self, subscribed: asyncio.Future) -> None:
+        pubsub = self.client.pubsub()
+        try:
+            await pubsub.subscribe(self.channel)
+            async for message in pubsub.listen():
+                if message["type"] == "subscribe":
+                    # Subscribed, or subscribed again after a reconnection that may have missed
+                    # releases: every waiter asks again.
+                    if not subscribed.done():
+                        subscribed.set_result(None)
+                    self._wake_all()
+                elif message["type"] == "message":
+                    self._wake_one(message["data"].decode())
+        except Exception as exc:
+            if not subscribed.done():
+                subscribed.set_exception(exc)
+        finally:
+            # Unheard from now on: the waiters ask again, and subscribe again if they must wait.
+            self._wake_all()
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    def _wake_one(self, host: str) -> None:
+        self._heard[host] += 1
+        waiters = self._waiters.get(host)
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _wake_all(self) -> None:
+        for host, waiters in self._waiters.items():
+            self._heard[host] += 1
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            waiters.clear()
+
+    async def wait(self, host: str, heard: int, timeout: float) -> None:
+        """Until a release for host is heard after `heard` (the count before the caller asked),
+        or timeout seconds."""
+        if self._heard[host] != heard:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        waiters = self._waiters[host]
+        waiters.append(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter
+        except TimeoutError:
+            return
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._wake_one(host)  # woken, but will not ask: the release is the next one's
+            raise
+        finally:
+            with contextlib.suppress(ValueError):
+                waiters.remove(waiter)
+
+
 class RedisLimiter:
     """Limits shared by every process that uses the same Redis and prefix."""
 
@@ -121,25 +248,48 @@ class RedisLimiter:
         self.rate, self.burst = rate, burst
         self.prefix = prefix
         self.lease_seconds = lease_seconds
-        self._acquire = client.register_script(_ACQUIRE_SLOT)
-        self._take = client.register_script(_TAKE_TOKEN)
+        self._batch = CommandBatcher(client)
+        self._acquire = self._batch.script(_ACQUIRE_SLOT)
+        self._release = self._batch.script(_RELEASE_SLOT)
+        self._extend = self._batch.script(_KEEP_SLOT)
+        self._take = self._batch.script(_TAKE_TOKEN)
+        self._channel = f"{prefix}slots-freed"
+        self._releases = _Releases(client, self._channel)
 
     @contextlib.asynccontextmanager
     async def slot(self, host: str) -> AsyncIterator[None]:
-        key = f"{self.prefix}slots:{host}"
+        keys = [f"{self.prefix}slots:{host}", f"{self.prefix}slots-wanted:{host}"]
         lease = uuid.uuid4().hex
-        delay = 0.01
-        while not await self._acquire(
-            keys=[key], args=[time.time(), self.concurrency, self.lease_seconds, lease]
-        ):
-            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 (jitter, not a secret)
-            delay = min(delay * 2, 0.25)
-        keeper = asyncio.ensure_future(self._keep(key, lease))
+        await self._wait_for_slot(host, keys, lease)
+        keeper = asyncio.ensure_future(self._keep(keys[0], lease))
         try:
             yield
         finally:
             keeper.cancel()
-            await self.client.zrem(key, lease)
+            await self._release(keys, [lease, self._channel, host])
+
+    async def _wait_for_slot(self, host: str, keys: list[str], lease: str) -> None:
+        lease_ms = int(self.lease_seconds * 1000)
+        while True:
+            heard = self._releases.heard(host)
+            asked = self._acquire(keys, [self.concurrency, lease, lease_ms])
+            try:
+                wait_ms = int(await asyncio.shield(asked))
+            except asyncio.CancelledError:
+                # The ask goes out all the same: a slot granted to a caller that left is given
+                # back rather than held until its lease runs out.
+                asked.add_done_callback(lambda done: self._give_back(done, keys, lease, host))
+                raise
+            if not wait_ms:
+                return
+            if not self._releases.listening:
+                await self._releases.listen()
+                continue  # a release before the subscription went unheard: ask again
+            await self._releases.wait(host, heard, wait_ms / 1000)
+
+    def _give_back(self, asked: asyncio.Future, keys: list[str], lease: str, host: str) -> None:
+        if not asked.cancelled() and asked.exception() is None and int(asked.result()) == 0:
+            self._release(keys, [lease, self._channel, host])
 
     async def _keep(self, key: str, lease: str) -> None:
         """Extend a held slot while its connection lives: the lease is short, so that the slots
@@ -147,8 +297,7 @@ class RedisLimiter:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
-                await self.client.zadd(key, {lease: time.time() + self.lease_seconds}, xx=True)
-                await self.client.pexpire(key, int(self.lease_seconds * 1000))
+                await self._extend([key], [lease, int(self.lease_seconds * 1000)])
             except Exception:
                 return
 
@@ -158,7 +307,7 @@ class RedisLimiter:
         key = f"{self.prefix}bucket:{host}"
         max_debt = max(1.0, self.rate * MAX_RESERVED_SECONDS)
         while True:
-            wait_ms = int(await self._take(keys=[key], args=[self.rate, self.burst, max_debt]))
+            wait_ms = int(await self._take([key], [self.rate, self.burst, max_debt]))
             if wait_ms >= 0:
                 # 0: taken now; more: reserved, due after that long.
                 if wait_ms:

@@ -14,6 +14,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.exceptions
 
@@ -173,6 +174,8 @@ class _Run:
         self.results: list[VerificationResult | None] = []
         self._cache_writes: list[asyncio.Task] = []
         self._unwritten: list[tuple[str, dict, int]] = []
+        # MX and catch-all entries read from the cache with the addresses, by key.
+        self._cached: dict[str, Any] = {}
 
     async def execute(self, addresses: list[str]) -> list[VerificationResult]:
         self.results = [None] * len(addresses)
@@ -182,10 +185,16 @@ class _Run:
         ]
         unfinished = [item for item in items if not self._precheck(item)]
         if self.use_cache and unfinished:
-            # One batch of lookups for every address, not a round trip each.
+            # One batch of lookups for every address and every domain's MX and catch-all status,
+            # not a round trip each.
             keys = [f"addr:{item.syntax.normalized.lower()}" for item in unfinished]
-            cached = await self.verifier.cache.get_many(keys)
-            unfinished = [item for item, found in zip(unfinished, cached, strict=True)
+            domains = dict.fromkeys(item.syntax.ascii_domain for item in unfinished)
+            domain_keys = [f"{kind}:{domain}" for domain in domains for kind in ("mx", "catchall")]
+            cached = await self.verifier.cache.get_many(keys + domain_keys)
+            self._cached = {key: found for key, found
+                            in zip(domain_keys, cached[len(keys) :], strict=True)
+                            if found is not None}  # fmt: skip
+            unfinished = [item for item, found in zip(unfinished, cached[: len(keys)], strict=True)
                           if not self._answer_from_cache(item, found)]  # fmt: skip
         for item in unfinished:
             # Duplicates of one address are verified once and answered for every line.
@@ -259,13 +268,14 @@ class _Run:
             # An address literal names its server directly; there is nothing to look up.
             ip = domain.strip("[]").removeprefix("IPv6:")
             return MxLookup(domain, MxStatus.OK, [MxHost(domain, 0, [ip])], implicit=True)
-        cache = self.verifier.cache
-        cached = await cache.get(f"mx:{domain}") if self.use_cache else None
+        cached = self._cached.get(f"mx:{domain}")
         if cached is not None:
             return MxLookup.from_dict(domain, cached)
         lookup = await self.verifier.resolver.lookup(domain)
         if lookup.status not in (MxStatus.SERVFAIL, MxStatus.TIMEOUT):
-            await cache.set(f"mx:{domain}", lookup.as_dict(), self.config.ttl_mx)
+            self._write_later(
+                self.verifier.cache.set(f"mx:{domain}", lookup.as_dict(), self.config.ttl_mx)
+            )
         return lookup
 
     async def _verify_domain(self, domain: str, groups: dict[str, list[_Item]]) -> None:
@@ -328,8 +338,7 @@ class _Run:
     async def _smtp_with_retries(self, domain, lookup, items):
         """Probe every address; ask again after a delay for those answered with a 4xx, while the
         wait budget lasts."""
-        cache = self.verifier.cache
-        catch_all = await cache.get(f"catchall:{domain}") if self.use_cache else None
+        catch_all = self._cached.get(f"catchall:{domain}")
         state = {"catch_all": catch_all}
         outcomes: dict[str, tuple[ProbeOutcome, int, float]] = {}
         pending = items
@@ -354,7 +363,11 @@ class _Run:
             await asyncio.sleep(min(delay, remaining))
             pending = retry
         if state["catch_all"] is not None and catch_all is None:
-            await cache.set(f"catchall:{domain}", state["catch_all"], self.config.ttl_catch_all)
+            self._write_later(
+                self.verifier.cache.set(
+                    f"catchall:{domain}", state["catch_all"], self.config.ttl_catch_all
+                )
+            )
         return outcomes, state["catch_all"]
 
     def _retry_delay(self, attempt: int) -> float:
@@ -521,7 +534,12 @@ class _Run:
         never holds a verdict back."""
         if self._unwritten:
             entries, self._unwritten = self._unwritten, []
-            self._cache_writes.append(asyncio.ensure_future(self.verifier.cache.set_many(entries)))
+            self._write_later(self.verifier.cache.set_many(entries))
+
+    def _write_later(self, write) -> None:
+        """A cache write in the background, awaited before the run returns: no verdict waits for
+        the cache."""
+        self._cache_writes.append(asyncio.ensure_future(write))
 
     def _deliver(self, index: int, result: VerificationResult) -> None:
         self.results[index] = result
