@@ -75,14 +75,6 @@ def _encode(triager: Triager, parsed: list) -> Encoded | None:
         return triager.encode(parsed)
 
 
-def _encode_and_hash(triager: Triager, parsed: list):
-    """The encoder's output and the classifier's hashed features, computed side by side."""
-    if triager.encoder is None:
-        return None, triager.classifier.hashed_features(parsed)
-    with inference("encoder", len(parsed)):
-        return triager.encode_and_hash(parsed)
-
-
 def _with_generator(triager: Triager, model: str, size: int):
     """Times a call that runs the local generator, where one is configured."""
     return inference(model, size) if triager.generator is not None else nullcontext()
@@ -94,9 +86,9 @@ def classify(batch: Batch) -> list[int]:
     triager = get_triager()
 
     def work(messages, parsed):
-        encoded, hashed = _encode_and_hash(triager, parsed)
+        encoded = _encode(triager, parsed)
         with inference("classifier", len(parsed)):
-            decisions = triager.classify(parsed, encoded.vectors if encoded else None, hashed)
+            decisions = triager.classify(parsed, encoded.vectors if encoded else None)
         if encoded is not None:
             _keep_encodings(batch, triager, messages, encoded)
         threads = (assign_threads(messages, parsed) if batch.stored

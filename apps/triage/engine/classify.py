@@ -14,7 +14,7 @@ from sklearn.svm import LinearSVC
 from apps.inbox.engine import ParsedMessage
 from apps.triage.engine.learning import Learned
 from apps.triage.engine.rules import header_category
-from apps.triage.engine.spam import SpamDocument, SpamHead, spam_document, sparse_features
+from apps.triage.engine.spam import SpamDocument, SpamHead
 from apps.triage.engine.taxonomy import Taxonomy
 
 SPAM_THRESHOLD = 0.5
@@ -81,14 +81,11 @@ def category_text(message: ParsedMessage) -> str:
     return f"{message.subject}\n{message.new_text or message.text}"[:4000]
 
 
-SVM_C = 0.3
-
-
 def _linear_model() -> LinearSVC:
     # A linear SVM fits the ~1,400 examples in about a second where multinomial logistic
     # regression took 15 to 20 (a refit follows every taxonomy change), and cross-validated
     # on the tune part it was as accurate; the temperature below makes its margins probabilities.
-    return LinearSVC(C=SVM_C)
+    return LinearSVC(C=0.3)
 
 
 class CategoryHead:
@@ -133,21 +130,13 @@ class CategoryHead:
         self.classes = list(self.model.classes_)
         self.temperature = self._fit_temperature(matrix)
 
-    @staticmethod
-    def sparse_features(texts: list[str]) -> sp.csr_matrix:
-        """The hashed blocks, which need no encoder."""
-        return sp.hstack(
-            [_words.transform(texts) * WORDS_WEIGHT, _chars.transform(texts) * CHARS_WEIGHT]
-        ).tocsr()
-
-    def _features(self, texts: list[str], embeddings: np.ndarray | None,
-                  sparse: sp.csr_matrix | None = None):  # fmt: skip
-        sparse = self.sparse_features(texts) if sparse is None else sparse
+    def _features(self, texts: list[str], embeddings: np.ndarray | None):
+        blocks = [_words.transform(texts) * WORDS_WEIGHT, _chars.transform(texts) * CHARS_WEIGHT]
         if self.encoder is None:
-            return sparse
+            return sp.hstack(blocks).tocsr()
         if embeddings is None:
             embeddings = self.encoder.encode(texts).vectors
-        return sp.hstack([sp.csr_matrix(embeddings), sparse]).tocsr()
+        return sp.hstack([sp.csr_matrix(embeddings), *blocks]).tocsr()
 
     def _fit_temperature(self, matrix) -> float:
         folds = min(3, min(np.unique(self.labels, return_counts=True)[1]))
@@ -167,9 +156,8 @@ class CategoryHead:
                 best, best_loss = float(temperature), loss
         return best
 
-    def predict(self, texts: list[str], embeddings: np.ndarray | None,
-                sparse: sp.csr_matrix | None = None) -> np.ndarray:  # fmt: skip
-        scores = self.model.decision_function(self._features(texts, embeddings, sparse))
+    def predict(self, texts: list[str], embeddings: np.ndarray | None) -> np.ndarray:
+        scores = self.model.decision_function(self._features(texts, embeddings))
         return _softmax(scores / self.temperature)
 
 
@@ -177,16 +165,6 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
     shifted = scores - scores.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
-
-
-@dataclass(frozen=True)
-class HashedFeatures:
-    """What both heads read that needs no encoder: computed apart, it can run while the encoder
-    does (Triager.encode_and_hash)."""
-
-    spam_documents: list[SpamDocument]
-    spam: sp.csr_matrix
-    category: sp.csr_matrix
 
 
 @dataclass(frozen=True)
@@ -228,19 +206,10 @@ class Classifier:
         self.model_signal = "encoder" if encoder is not None else "fallback"
         self.known_languages = KNOWN_LANGUAGES
 
-    def hashed_features(self, messages: list[ParsedMessage]) -> HashedFeatures:
-        documents = [spam_document(m) for m in messages]
-        return HashedFeatures(
-            documents, sparse_features(documents),
-            self.head.sparse_features([category_text(m) for m in messages]),
-        )  # fmt: skip
-
     def classify(self, messages: list[ParsedMessage], embeddings: np.ndarray | None,
-                 hashed: HashedFeatures | None = None) -> list[CategoryDecision]:  # fmt: skip
-        hashed = hashed or self.hashed_features(messages)
-        spam_p = self.spam_head.predict_proba(hashed.spam_documents, embeddings, hashed.spam)
-        texts = [category_text(m) for m in messages]
-        probabilities = self.head.predict(texts, embeddings, hashed.category)
+                 spam_documents: list[SpamDocument]) -> list[CategoryDecision]:  # fmt: skip
+        spam_p = self.spam_head.predict_proba(spam_documents, embeddings)
+        probabilities = self.head.predict([category_text(m) for m in messages], embeddings)
         pull = self.learned.category_pull(embeddings, self.head.classes)
         if pull is not None:
             probabilities = probabilities * pull

@@ -7,19 +7,11 @@ the message embedding (classification, spam, retrieval) and the sentence embeddi
 from __future__ import annotations
 
 import logging
-import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from apps.inbox.engine import ParsedMessage
-from apps.triage.engine.classify import (
-    CategoryDecision,
-    Classifier,
-    HashedFeatures,
-    SenderLists,
-    category_text,
-)
+from apps.triage.engine.classify import CategoryDecision, Classifier, SenderLists, category_text
 from apps.triage.engine.draft import (
     ApprovedReply,
     Draft,
@@ -37,7 +29,7 @@ from apps.triage.engine.priority import (
     prioritize,
 )
 from apps.triage.engine.sentences import split_sentences
-from apps.triage.engine.spam import SpamHead, packaged_head_path
+from apps.triage.engine.spam import SpamHead, packaged_head_path, spam_document
 from apps.triage.engine.summarize import MAX_CHARS, extractive_summary, fit_to_limit
 from apps.triage.engine.taxonomy import NO_REPLY, Taxonomy
 from apps.verification.engine.trust import TrustReport, assess_sender
@@ -111,7 +103,6 @@ class Triager:
     def __init__(self, config: TriageConfig | None = None) -> None:
         self.config = config = config or TriageConfig()
         self.degraded: str | None = None
-        self._hashing: tuple[int, ThreadPoolExecutor] | None = None  # (pid, executor)
         self.encoder = None
         if config.mode not in ("auto", "encoder", "fallback"):
             raise ModelLoadError(
@@ -199,12 +190,12 @@ class Triager:
         if not count:
             return []
         started = time.perf_counter()
-        encoded, hashed = self.encode_and_hash(messages)
+        encoded = self.encode(messages)
         encode_ms = _per_message(started, count)
         vectors = encoded.vectors if encoded else None
 
         started = time.perf_counter()
-        decisions = self.classify(messages, vectors, hashed)
+        decisions = self.classify(messages, vectors)
         classify_ms = _per_message(started, count)
 
         started = time.perf_counter()
@@ -253,24 +244,8 @@ class Triager:
             spans.append([(body_offset + start, body_offset + end) for start, end, _ in found])
         return self.encoder.encode(texts, spans)
 
-    def encode_and_hash(self, messages: list[ParsedMessage]
-                        ) -> tuple[Encoded | None, HashedFeatures]:  # fmt: skip
-        """encode(), and the classifier's hashed features computed meanwhile in a thread: the
-        encoder spends most of its time in torch's kernels, which release the interpreter, so
-        the hashing (a tenth of the encoder's time) costs almost nothing beside it."""
-        if not self.encoder or not messages:
-            return None, self.classifier.hashed_features(messages)
-        # A pool process forked from a parent that had the thread has no such thread: it
-        # starts its own.
-        if self._hashing is None or self._hashing[0] != os.getpid():
-            self._hashing = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="hashing"))
-        hashed = self._hashing[1].submit(self.classifier.hashed_features, messages)
-        encoded = self.encode(messages)
-        return encoded, hashed.result()
-
-    def classify(self, messages: list[ParsedMessage], vectors,
-                 hashed: HashedFeatures | None = None) -> list[CategoryDecision]:  # fmt: skip
-        return self.classifier.classify(messages, vectors, hashed)
+    def classify(self, messages: list[ParsedMessage], vectors) -> list[CategoryDecision]:
+        return self.classifier.classify(messages, vectors, [spam_document(m) for m in messages])
 
     def prioritize(
         self, messages: list[ParsedMessage], labels: list[str], vectors=None

@@ -77,8 +77,7 @@ def spam_document(message: ParsedMessage) -> SpamDocument:
 
 
 def sparse_features(documents: list[SpamDocument]) -> sp.csr_matrix:
-    """The hashed part of the features, which needs no encoder (and so may be computed while
-    the encoder runs)."""
+    """The hashed part of the features."""
     blocks = []
     for vectorizer, limit in ((_words, None), (_chars, 4000)):
         matrix = vectorizer.transform([d.text[:limit] if limit else d.text for d in documents])
@@ -110,12 +109,12 @@ class SpamHead:
     def version(self) -> str:
         return self.meta.get("version", "spam-head")
 
-    def predict_proba(self, documents: list[SpamDocument], embeddings: np.ndarray | None,
-                      sparse: sp.csr_matrix | None = None) -> np.ndarray:  # fmt: skip
-        """sparse: sparse_features(documents) where already computed."""
+    def predict_proba(
+        self, documents: list[SpamDocument], embeddings: np.ndarray | None
+    ) -> np.ndarray:
         if self.embedding_dimension and embeddings is None:
             raise ValueError("This spam head needs embeddings; use a light head in fallback mode.")
-        sparse = sparse_features(documents) if sparse is None else sparse
+        sparse = sparse_features(documents)
         # The same product as features() @ coef, without copying the embeddings into a sparse
         # matrix first.
         width = sparse.shape[1]
