@@ -166,6 +166,26 @@ def test_per_server_rate_limit_holds_at_the_server(farm, make_verifier):
             assert times[j] - times[i] >= (j - i + 1 - burst) / rate - slack
 
 
+def test_verdicts_come_as_each_address_is_answered_not_when_the_domain_is_done(farm, make_verifier):
+    """A server known to refuse unknown mailboxes answers for good: each verdict goes out at
+    once, while the domain's other addresses still wait for their tokens."""
+    farm.reset_stats()
+    addresses = [f"user{i}@normal.test" for i in range(10)] + ["alice@normal.test"]
+    probes_sent_at_each_verdict = []
+    asyncio.run(
+        make_verifier(per_host_rate=10.0, per_host_burst=2).verify_many(
+            addresses,
+            on_result=lambda i, r: probes_sent_at_each_verdict.append(
+                farm.stats["127.0.0.10"].rcpts
+            ),
+        )
+    )
+    total = farm.stats["127.0.0.10"].rcpts
+    assert total >= len(addresses)
+    assert len(probes_sent_at_each_verdict) == len(addresses)
+    assert probes_sent_at_each_verdict[0] < total / 2
+
+
 def test_duplicates_are_probed_once(farm, make_verifier):
     farm.reset_stats()
     results = asyncio.run(

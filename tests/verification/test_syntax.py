@@ -2,7 +2,7 @@
 
 import pytest
 
-from apps.verification.engine.syntax import check_syntax
+from apps.verification.engine.syntax import MAX_INPUT_LENGTH, check_syntax
 
 VALID = [
     # RFC 5322 3.4.1 dot-atom local parts.
@@ -186,3 +186,53 @@ def test_special_use_domains_only_for_test_farms():
 
 def test_non_text_input_is_refused():
     assert not check_syntax(None).valid  # type: ignore[arg-type]
+
+
+LONG_LABELS = ".".join(["a" * 63] * 3) + ".com"  # 195 characters: long addresses reach 254
+
+
+BEFORE_THE_VALIDATOR = [  # refused by check_syntax's own checks, with errors of its own
+    "",
+    " ",
+    "user\x00@example.com",
+    "user\r\n@example.com",
+    "user@example.com\nBcc: victim@example.com",
+    "user\x7f@example.com",
+    "user\udcff@example.com",
+]
+
+
+@pytest.mark.parametrize(
+    "address",
+    [a for a in VALID + INVALID if a not in BEFORE_THE_VALIDATOR and len(a) <= MAX_INPUT_LENGTH]
+    + [
+        "Postmaster@Example.com",  # the validator lowercases these mailbox names
+        "Support@EXAMPLE.COM",
+        "user@München.de",
+        "user@example.com.",
+        "a" * 58 + "@" + LONG_LABELS,  # 254 characters
+        "a" * 59 + "@" + LONG_LABELS,  # 255
+        "user@mail.test",
+    ],
+)
+def test_a_domain_judged_once_gives_the_validators_own_answer(address):
+    """Addresses at a domain already seen skip the domain's second judgement: the answer, error
+    included, must be what the validator gives for the whole address."""
+    import email_validator
+
+    domain = address.rpartition("@")[2]
+    check_syntax(f"warm.up@{domain}")  # the domain is now judged
+    ours = check_syntax(address)
+    try:
+        theirs = email_validator.validate_email(
+            address.strip(), check_deliverability=False, strict=True, allow_smtputf8=True
+        )
+    except email_validator.EmailNotValidError as exc:
+        assert (ours.valid, ours.error) == (False, str(exc))
+        return
+    assert ours.valid, ours.error
+    assert ours.normalized == theirs.normalized
+    assert ours.local_part == theirs.local_part
+    assert ours.domain == theirs.domain.lower()
+    assert ours.ascii_domain == (theirs.ascii_domain or theirs.domain).lower()
+    assert ours.smtputf8 == theirs.smtputf8

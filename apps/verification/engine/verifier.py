@@ -305,12 +305,19 @@ class _Run:
         if reachable is None:
             finish_all(Reason.FORBIDDEN_ADDRESS, error=self._forbidden_error(lookup))
             return
-        outcomes, catch_all = await self._smtp_with_retries(domain, reachable, representatives)
-        for key, items in groups.items():
-            outcome, attempts, smtp_ms = outcomes[key]
-            for item in items:
+        settled: set[str] = set()
+
+        def settle(key: str, outcome: ProbeOutcome, attempts: int, smtp_ms: float, catch_all):
+            settled.add(key)
+            for item in groups[key]:
                 item.timings["smtp_ms"] = smtp_ms
                 self._finish_probe(item, lookup, outcome, attempts, catch_all)
+
+        outcomes, catch_all = await self._smtp_with_retries(
+            domain, reachable, representatives, settle
+        )
+        for key in groups.keys() - settled:
+            settle(key, *outcomes[key], catch_all)
 
     def _reachable(self, lookup: MxLookup) -> MxLookup | None:
         """The lookup with only the addresses a connection may be opened to (public ones, or in
@@ -335,9 +342,14 @@ class _Run:
         )
         return f"not connected: {refused} (allowed only in MAILSCORE_SMTP_ALLOWED_NETWORKS)"
 
-    async def _smtp_with_retries(self, domain, lookup, items):
+    async def _smtp_with_retries(self, domain, lookup, items, settle):
         """Probe every address; ask again after a delay for those answered with a 4xx, while the
-        wait budget lasts."""
+        wait budget lasts.
+
+        An answer that can no longer change is settled at once (settle(key, outcome, attempts,
+        smtp_ms, catch_all)): a final reply from a server known to refuse unknown mailboxes. Its
+        verdict is then out while the domain's other addresses wait for their turn, rather than
+        all of them at the end."""
         catch_all = self._cached.get(f"catchall:{domain}")
         state = {"catch_all": catch_all}
         outcomes: dict[str, tuple[ProbeOutcome, int, float]] = {}
@@ -345,13 +357,22 @@ class _Run:
         attempt = 0
         while pending:
             attempt += 1
-            passed = await self._smtp_pass(domain, lookup, pending, state)
-            retry = []
-            for item in pending:
-                outcome, smtp_ms = passed[item.syntax.normalized.lower()]
-                key = item.syntax.normalized.lower()
+
+            def answered(key: str, outcome: ProbeOutcome, smtp_ms: float, attempt=attempt) -> None:
                 previous_ms = outcomes[key][2] if key in outcomes else 0.0
                 outcomes[key] = (outcome, attempt, previous_ms + smtp_ms)
+                # A catch-all answer may still turn out False; False itself is final (only the
+                # catch-all probe sets True, and it runs while nothing is known).
+                if outcome.kind not in RETRYABLE and state["catch_all"] is False:
+                    settle(key, *outcomes.pop(key), False)
+
+            await self._smtp_pass(domain, lookup, pending, state, answered)
+            retry = []
+            for item in pending:
+                key = item.syntax.normalized.lower()
+                if key not in outcomes:
+                    continue  # settled
+                outcome = outcomes[key][0]
                 if outcome.kind in RETRYABLE:
                     retry.append(item)
             delay = self._retry_delay(attempt)
@@ -375,10 +396,11 @@ class _Run:
             self.config.greylist_initial_delay * 2 ** (attempt - 1), self.config.greylist_max_delay
         )
 
-    async def _smtp_pass(self, domain, lookup, items, state):
-        """One round over a domain's addresses with a few reused connections."""
+    async def _smtp_pass(self, domain, lookup, items, state, answered) -> None:
+        """One round over a domain's addresses with a few reused connections; answered(key,
+        outcome, smtp_ms) hears each address's outcome as it comes."""
         queue = deque(items)
-        results: dict[str, tuple[ProbeOutcome, float]] = {}
+        outcomes: list[ProbeOutcome] = []
         server_outcome: list[ProbeOutcome] = []
         config = self.config
         limiter = self.verifier.limiter
@@ -403,7 +425,7 @@ class _Run:
                         # The server already refused us or could not be reached: every other
                         # address of this domain would get the same answer now.
                         outcome = _copy_outcome(server_outcome[0])
-                        results[item.syntax.normalized.lower()] = (outcome, 0.0)
+                        answered(item.syntax.normalized.lower(), outcome, 0.0)
                         continue
                     probing = state["catch_all"] is None and not state.get("probing")
                     catch_all_rcpt = None
@@ -428,16 +450,16 @@ class _Run:
                         state["catch_all"] = False  # it rejects unknown mailboxes
                     if outcome.about_the_server and outcome.kind not in RETRYABLE:
                         server_outcome.append(outcome)
-                    results[item.syntax.normalized.lower()] = (outcome, _ms(started))
+                    outcomes.append(outcome)
+                    answered(item.syntax.normalized.lower(), outcome, _ms(started))
             finally:
                 await session.close()
 
         sessions = min(len(items), max(1, config.per_host_concurrency))
         await asyncio.gather(*(worker() for _ in range(sessions)))
-        accepted = [o for o, _ in results.values() if o.kind == ReplyKind.ACCEPTED]
+        accepted = any(outcome.kind == ReplyKind.ACCEPTED for outcome in outcomes)
         if accepted and state["catch_all"] is None and not server_outcome:
             state["catch_all"] = await self._probe_catch_all(domain, lookup)
-        return results
 
     async def _probe_catch_all(self, domain: str, lookup: MxLookup) -> bool | None:
         """A catch-all probe on a connection of its own, for servers that took one recipient per
