@@ -24,6 +24,7 @@ from apps.inbox.engine import parse_message  # noqa: E402
 from apps.inbox.engine.mailbox import iter_messages  # noqa: E402
 from apps.triage.engine.classify import category_text  # noqa: E402
 from apps.triage.engine.evaluation import evaluate_triage, load_labelled  # noqa: E402
+from apps.triage.engine.hashing import CHAR_NGRAMS  # noqa: E402
 from apps.triage.engine.pipeline import TriageConfig, Triager  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "data" / "spamassassin"
@@ -46,6 +47,9 @@ def encoder_rate(triager: Triager, texts: list[str]) -> float:
 
 def steps_rate(triager: Triager, messages) -> float:
     size = triager.chunk_size  # as manage.py triage hands them over
+    # Every run meets its words as new ones, as a fresh worker would: no run is helped by the
+    # character n-grams the one before it hashed.
+    CHAR_NGRAMS.forget()
     started = time.perf_counter()
     for start in range(0, len(messages), size):
         triager.triage(messages[start : start + size])
@@ -92,7 +96,7 @@ def main() -> None:
     print(f"| raw encoder, same texts | {figures['encoder']:.1f} |")
     print(f"| classify + prioritize + summarize + draft | {figures['steps']:.1f} |")
     print(f"\nSteps / encoder, per run: {', '.join(f'{r:.0%}' for r in figures['ratios'])}; "
-          f"median {figures['ratio']:.0%} (target 80%).")  # fmt: skip
+          f"median {figures['ratio']:.0%} (target 95%).")  # fmt: skip
 
     if args.batch_sizes:
         texts = [category_text(m) for m in messages]

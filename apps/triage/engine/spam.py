@@ -17,9 +17,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import normalize
 
 from apps.inbox.engine import ParsedMessage
+from apps.triage.engine.hashing import CHAR_NGRAMS
 
 WORD_FEATURES = 2**17
-CHAR_FEATURES = 2**17
 EMBEDDING_WEIGHT = 0.5
 # Header tokens that mark spam in any era. Mailing-list headers (List-Id, Precedence, X-Mailer,
 # User-Agent) are left out on purpose: in the 2002 training corpus nearly all ham came from
@@ -29,8 +29,6 @@ _HEADER_NAMES = ("content-type", "x-priority", "x-msmail-priority")
 _words = HashingVectorizer(
     n_features=WORD_FEATURES, alternate_sign=False, ngram_range=(1, 2), norm=None
 )
-_chars = HashingVectorizer(n_features=CHAR_FEATURES, alternate_sign=False, analyzer="char_wb",
-                           ngram_range=(3, 5), norm=None)  # fmt: skip
 
 
 STRUCTURE_WEIGHT = 2.0
@@ -79,8 +77,10 @@ def spam_document(message: ParsedMessage) -> SpamDocument:
 def sparse_features(documents: list[SpamDocument]) -> sp.csr_matrix:
     """The hashed part of the features."""
     blocks = []
-    for vectorizer, limit in ((_words, None), (_chars, 4000)):
-        matrix = vectorizer.transform([d.text[:limit] if limit else d.text for d in documents])
+    for matrix in (
+        _words.transform([d.text for d in documents]),
+        CHAR_NGRAMS.transform([d.text[:4000] for d in documents]),
+    ):
         matrix.data = np.log1p(matrix.data)
         blocks.append(normalize(matrix))
     blocks.append(
