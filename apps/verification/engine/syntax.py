@@ -63,10 +63,9 @@ def check_syntax(
         return SyntaxResult(
             valid=False, error="The address contains control characters or undecodable bytes."
         )
-    if not allow_domain_literal:
-        plain = _plain_address(candidate, allow_special_use_domains)
-        if plain is not None:
-            return plain
+    plain = _plain_address(candidate, allow_special_use_domains)
+    if plain is not None:
+        return plain
     try:
         checked = email_validator.validate_email(
             candidate,
