@@ -64,13 +64,16 @@ def test_odd_text_gets_scikit_learns_counts(text):
     assert_same_counts([text, text + " tail", "head " + text], CharNgramCounts(n_features=2**17))
 
 
-def test_a_full_store_starts_again_and_stays_right(monkeypatch):
-    monkeypatch.setattr("apps.triage.engine.hashing.MAX_WORDS", 50)
+@pytest.mark.parametrize("bound, value", [("MAX_WORDS", 50), ("MAX_NGRAMS", 2000)])
+def test_a_full_store_starts_again_and_stays_right(monkeypatch, bound, value):
+    monkeypatch.setattr(f"apps.triage.engine.hashing.{bound}", value)
     hasher = CharNgramCounts(n_features=2**17)
     texts = labelled_mail_texts()[:40]
     for start in range(0, 40, 10):
         assert_same_counts(texts[start : start + 10], hasher)
-    assert len(hasher._words) <= 50 + max(len(t.split()) for t in texts) * 10
+        # Emptied before a batch that would not fit: what is kept is at most one batch's words.
+        batch_words = {w for t in texts[start : start + 10] for w in t.lower().split()}
+        assert len(hasher._places) <= len(batch_words) + (value if bound == "MAX_WORDS" else 0)
 
 
 def test_no_texts():
