@@ -74,6 +74,9 @@ def load_local(path: Path, auto_class: str, *, device: str, what: str, variable:
 class Encoded:
     vectors: np.ndarray  # (n, dim), L2-normalised message embeddings
     sentence_vectors: list[np.ndarray]  # per message: (sentences, dim), L2-normalised
+    # Per message, the sentences those vectors are of, where the caller split them and kept them
+    # (the pipeline does, so that the summary need not split the message again).
+    sentences: list[list[str]] | None = None
 
 
 def _weights_digest(path: Path) -> str:

@@ -235,14 +235,17 @@ class Triager:
         running without an encoder."""
         if not self.encoder or not messages:
             return None
-        texts, spans = [], []
+        texts, spans, sentences = [], [], []
         for message in messages:
             text = category_text(message)
             body_offset = len(message.subject) + 1
             found = split_sentences(text[body_offset:])
             texts.append(text)
             spans.append([(body_offset + start, body_offset + end) for start, end, _ in found])
-        return self.encoder.encode(texts, spans)
+            sentences.append([sentence for _, _, sentence in found])
+        encoded = self.encoder.encode(texts, spans)
+        encoded.sentences = sentences
+        return encoded
 
     def classify(self, messages: list[ParsedMessage], vectors) -> list[CategoryDecision]:
         return self.classifier.classify(messages, vectors, [spam_document(m) for m in messages])
@@ -271,8 +274,11 @@ class Triager:
     def summarize(self, messages: list[ParsedMessage], encoded: Encoded | None) -> list[str]:
         summaries = []
         for i, message in enumerate(messages):
-            text = category_text(message)
-            sentences = [s for _, _, s in split_sentences(text[len(message.subject) + 1 :])]
+            if encoded is not None and encoded.sentences is not None:
+                sentences = encoded.sentences[i]
+            else:
+                text = category_text(message)
+                sentences = [s for _, _, s in split_sentences(text[len(message.subject) + 1 :])]
             summaries.append(extractive_summary(
                 sentences,
                 encoded.sentence_vectors[i] if encoded else None,
