@@ -1,5 +1,6 @@
 """Address syntax from RFC 5321/5322, RFC 6531 (SMTPUTF8) and IDNA 2008 / UTS 46."""
 
+import email_validator
 import pytest
 
 from apps.verification.engine.syntax import MAX_INPUT_LENGTH, check_syntax
@@ -218,8 +219,6 @@ BEFORE_THE_VALIDATOR = [  # refused by check_syntax's own checks, with errors of
 def test_a_domain_judged_once_gives_the_validators_own_answer(address):
     """Addresses at a domain already seen skip the domain's second judgement: the answer, error
     included, must be what the validator gives for the whole address."""
-    import email_validator
-
     domain = address.rpartition("@")[2]
     check_syntax(f"warm.up@{domain}")  # the domain is now judged
     ours = check_syntax(address)
