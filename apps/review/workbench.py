@@ -16,7 +16,11 @@ from apps.inbox.models import PRIORITY_LEVELS, Message, MessageStatus
 from apps.triage.engine.draft import no_reply_reason
 from apps.triage.engine.taxonomy import NO_REPLY
 from apps.triage.models import CategoryConfig
-from apps.verification.engine.trust import parse_authentication_results
+from apps.verification.engine.trust import (
+    SENDER_REVIEW,
+    parse_authentication_results,
+    review_reason,
+)
 
 # The pipeline's steps in the order the chain runs them.
 STEP_ORDER = ("classify", "prioritize", "summarize", "draft_reply", "verify_sender")
@@ -192,11 +196,16 @@ def top_reason(message: Message) -> str:
 REVIEW_REASONS = {
     "language": "written in a language the model does not know well, and it is not sure",
     "uncertain spam": "it looks like spam, but not clearly enough to file it there unseen",
+    SENDER_REVIEW: "the sender's identity failed its checks (see the sender), and it was not "
+    "filed as spam",
 }
 
 
 def category_words(message: Message) -> dict:
     result = message.category_result or {}
+    reason = result.get("review")
+    if not reason and message.status == MessageStatus.NEEDS_REVIEW:
+        reason = review_reason(message.category, None, message.sender_trust)
     alternatives = [
         f"{a.get('label')} ({percent(a.get('confidence'))})"
         for a in result.get("alternatives", [])
@@ -209,7 +218,7 @@ def category_words(message: Message) -> dict:
         "runner_up": alternatives[0] if alternatives else "",
         "others": alternatives[1:4],
         "spam_probability": percent(result.get("spam_probability")),
-        "review": REVIEW_REASONS.get(result.get("review") or "", result.get("review") or ""),
+        "review": REVIEW_REASONS.get(reason or "", reason or ""),
         "language": message.language,
         "reviewed": message.reviewed_category,
     }

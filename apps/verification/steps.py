@@ -16,7 +16,7 @@ from apps.inbox.models import Message, MessageStatus
 from apps.verification import validation
 from apps.verification.engine.later import retry_countdown, wants_retry
 from apps.verification.engine.sender import verify_senders
-from apps.verification.engine.trust import TrustReport
+from apps.verification.engine.trust import TrustReport, review_reason
 from apps.verification.evidence import record_for
 from apps.verification.models import VerificationResult
 from apps.verification.services import build_verifier
@@ -38,8 +38,10 @@ class VerifyOutcome:
 
 def final_status(message: Message) -> str:
     confidence = message.category_confidence
-    if (message.category_result or {}).get("review"):
-        return MessageStatus.NEEDS_REVIEW  # the classifier asked for a person (its reason says why)
+    review = (message.category_result or {}).get("review")
+    if review_reason(message.category, review, message.sender_trust):
+        # The classifier asked for a person, or the sender is not who it claims to be.
+        return MessageStatus.NEEDS_REVIEW
     if confidence is None or confidence < settings.MAILSCORE_REVIEW_CONFIDENCE:
         return MessageStatus.NEEDS_REVIEW
     return MessageStatus.TRIAGED

@@ -212,3 +212,24 @@ def test_language_is_stored_and_unplaceable_foreign_mail_ends_in_review(ingest, 
     assert done.status == MessageStatus.NEEDS_REVIEW
     assert stored(english.id).language == "en"
     assert stored(english.id).category_result["review"] is None
+
+
+def test_business_mail_from_a_sender_that_is_not_who_it_claims_ends_in_review(
+    ingest, farm_settings
+):
+    """Phishing written as an invoice reads like one: the heads file it as billing, so the
+    sender's failed identity has to send it to a person."""
+    body, subject = SAMPLES[0]  # a double charge on an invoice: billing
+    imitated = ingest(body, subject=subject, sender="PayPal Billing <service@paypa1.com>")
+    genuine = ingest(body, subject=subject)
+    batch = claim_queued(10)
+    for step in (pipeline.classify, pipeline.prioritize, pipeline.summarize, pipeline.draft_reply):
+        step(batch)
+    pipeline.verify_sender(batch)
+    imitated, genuine = stored(imitated.id), stored(genuine.id)
+    assert imitated.category == genuine.category == "billing"
+    assert imitated.category_result["review"] is None  # the heads alone saw nothing wrong
+    assert imitated.sender_trust == "suspicious"
+    assert imitated.status == MessageStatus.NEEDS_REVIEW
+    assert genuine.sender_trust != "suspicious"
+    assert genuine.status == MessageStatus.TRIAGED

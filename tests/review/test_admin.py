@@ -365,6 +365,14 @@ def test_lookalike_sender_warning_on_the_page(reviewer_client):
     message = store(raw_message(sender="PayPal Service <service@paypa1.com>"), category="security")
     text = text_of(reviewer_client.get(page(message)))
     assert "suspicious" in text and "The From domain paypa1.com imitates paypal.com" in text
+    assert "Sent to review" not in text  # triaged before review went by the sender too
+
+
+def test_mail_sent_to_review_for_its_sender_says_so(reviewer_client):
+    message = store(raw_message("Your invoice is attached.", sender="PayPal <service@paypa1.com>"),
+                    category="billing", status=MessageStatus.NEEDS_REVIEW)  # fmt: skip
+    text = text_of(reviewer_client.get(page(message)))
+    assert "Sent to review: the sender's identity failed its checks (see the sender)" in text
 
 
 def test_no_draft_for_mailing_list_mail_and_why(reviewer_client):

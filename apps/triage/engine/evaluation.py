@@ -14,6 +14,7 @@ import numpy as np
 from apps.inbox.engine import ParsedMessage, parse_message
 from apps.inbox.engine.mailbox import iter_messages
 from apps.triage.engine.training import expected_calibration_error
+from apps.verification.engine.trust import review_reason
 
 PRIORITY_RANK = {"P0": 0, "P1": 1, "P2": 2, "P3": 3}
 # Mail a business must never lose to the spam folder.
@@ -144,9 +145,13 @@ def evaluate_triage(triager, labelled: list[Labelled], *, review_confidence: flo
         }
     p0 = [i for i, item in enumerate(labelled) if "P0" in item.levels]
     predicted_p0 = [i for i, level in enumerate(levels) if level == "P0"]
+    reasons = [
+        review_reason(o.category.label, o.category.review, o.trust.level if o.trust else None)
+        for o in outcomes
+    ]
     review = [
         i for i, o in enumerate(outcomes)
-        if o.category.review or o.category.confidence < review_confidence
+        if reasons[i] or o.category.confidence < review_confidence
     ]  # fmt: skip
     in_review = set(review)
     business_as_spam = [
@@ -161,7 +166,7 @@ def evaluate_triage(triager, labelled: list[Labelled], *, review_confidence: flo
             "language": item.message.language, "label": item.category,
             "predicted": outcome.category.label,
             "confidence": round(outcome.category.confidence, 3),
-            "decided_by": outcome.category.decided_by, "review": outcome.category.review,
+            "decided_by": outcome.category.decided_by, "review": reasons[i],
             "priority_label": "|".join(item.levels), "priority": outcome.priority.level,
             "priority_reasons": outcome.priority.reasons,
         }  # fmt: skip
@@ -187,9 +192,7 @@ def evaluate_triage(triager, labelled: list[Labelled], *, review_confidence: flo
         "business_as_spam": [row(i) for i in business_as_spam],
         "review": {
             "messages": len(review),
-            "reasons": dict(
-                Counter(outcomes[i].category.review or "low confidence" for i in review)
-            ),
+            "reasons": dict(Counter(reasons[i] or "low confidence" for i in review)),
             "accuracy_of_the_rest": _rate(
                 sum(bool(correct[i]) for i in range(len(labelled)) if i not in in_review),
                 len(labelled) - len(review),

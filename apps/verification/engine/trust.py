@@ -261,3 +261,21 @@ def assess_sender(
         authentication=authentication,
         signals=signals,
     )
+
+
+# The review reason for mail from a sender whose identity failed its checks (level "suspicious":
+# DMARC failed, the display name holds another address, or the domain imitates another) that the
+# heads did not call spam.
+# Phishing written as an invoice or a security notice reads like the real thing, so a person
+# looks at it before anyone acts on it.
+SENDER_REVIEW = "sender"
+
+
+def review_reason(category: str | None, review: str | None, level: str | None) -> str | None:
+    """Why a person should look at a triaged message before anyone relies on it, or None: the
+    classifier's own reason (review) first, then the sender's trust level."""
+    if review:
+        return review
+    if level == "suspicious" and category != "spam":
+        return SENDER_REVIEW
+    return None
