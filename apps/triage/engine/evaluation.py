@@ -145,10 +145,7 @@ def evaluate_triage(triager, labelled: list[Labelled], *, review_confidence: flo
         }
     p0 = [i for i, item in enumerate(labelled) if "P0" in item.levels]
     predicted_p0 = [i for i, level in enumerate(levels) if level == "P0"]
-    reasons = [
-        review_reason(o.category.label, o.category.review, o.trust.level if o.trust else None)
-        for o in outcomes
-    ]
+    reasons = [review_reason(o.category.label, o.category.review, o.trust.level) for o in outcomes]
     review = [
         i for i, o in enumerate(outcomes)
         if reasons[i] or o.category.confidence < review_confidence

@@ -97,6 +97,14 @@ class TriageOutcome:
         }
 
 
+def _split_body(message: ParsedMessage) -> tuple[str, int, list[tuple[int, int, str]]]:
+    """The text the encoder reads (category_text), where its body starts, and the body's
+    sentences as split_sentences gives them (offsets within the body)."""
+    text = category_text(message)
+    body_offset = len(message.subject) + 1
+    return text, body_offset, split_sentences(text[body_offset:])
+
+
 class Triager:
     """Loads every model once; triage() is then safe to call for batch after batch."""
 
@@ -237,9 +245,7 @@ class Triager:
             return None
         texts, spans, sentences = [], [], []
         for message in messages:
-            text = category_text(message)
-            body_offset = len(message.subject) + 1
-            found = split_sentences(text[body_offset:])
+            text, body_offset, found = _split_body(message)
             texts.append(text)
             spans.append([(body_offset + start, body_offset + end) for start, end, _ in found])
             sentences.append([sentence for _, _, sentence in found])
@@ -277,8 +283,7 @@ class Triager:
             if encoded is not None and encoded.sentences is not None:
                 sentences = encoded.sentences[i]
             else:
-                text = category_text(message)
-                sentences = [s for _, _, s in split_sentences(text[len(message.subject) + 1 :])]
+                sentences = [sentence for _, _, sentence in _split_body(message)[2]]
             summaries.append(extractive_summary(
                 sentences,
                 encoded.sentence_vectors[i] if encoded else None,
