@@ -10,8 +10,14 @@ CHROMEDRIVER := /usr/bin/chromedriver
 .PHONY: test browser promtool run lint benchmark-verify benchmark-triage benchmark-pipeline \
 	benchmark-ingest benchmark-soak clean
 
+# The whole suite runs as two sessions side by side (tests/run_suite.py); PYTEST_ARGS runs one
+# plain pytest session with those arguments instead.
 test: $(INSTALLED) browser promtool
+ifeq ($(strip $(PYTEST_ARGS)),)
+	$(BIN)/python -m tests.run_suite
+else
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+endif
 
 # Chromium and its driver for tests/browser, from Debian, where the packages can be installed.
 # Best effort: without them the browser tests skip, and `make test` goes on either way.

@@ -1,0 +1,93 @@
+"""The whole test suite as two pytest sessions side by side: the tests that start whole systems
+(markers reliability and slow: tests/reliability, `make run`, the supervisor) in one, the rest in
+the other. The system tests spend most of their time waiting (outages held for seconds, mail
+posted at a fixed rate, leases running out), so on a small machine the rest of the suite fits in
+their waits. Each session has its own data directory, so its own embedded PostgreSQL and Redis:
+neither sees the other's databases, queues or caches. Where DATABASE_URL or REDIS_URL names a
+server, both sessions would share it, so they run one after the other instead.
+
+    python -m tests.run_suite [pytest options for both sessions]
+
+The rest streams to the terminal; the system session's output goes to a log, shown when it
+ends. The exit status is the first non-zero one of the two, or 0.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# addopts says -m 'not soak'; a -m given here replaces it, so each keeps the soak tests out.
+SYSTEMS = ["-m", "(reliability or slow) and not soak"]
+REST = ["-m", "not reliability and not slow and not soak"]
+# pytest's exit statuses
+INTERRUPTED = 2
+NO_TESTS_COLLECTED = 5
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("MAILSCORE_TEST_DATA_DIR") or ROOT / ".devdata" / "test")
+
+
+def session(arguments: list[str], data_dir: Path, **output) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", *arguments], cwd=ROOT,
+        env={**os.environ, "MAILSCORE_TEST_DATA_DIR": str(data_dir)},
+        # Out of the terminal's process group: a Ctrl-C reaches each session once, from here.
+        start_new_session=True, **output,
+    )  # fmt: skip
+
+
+def main(arguments: list[str]) -> int:
+    base = data_dir()
+    systems_dir = base.with_name(base.name + "-systems")
+    systems_dir.mkdir(parents=True, exist_ok=True)
+    log_path = systems_dir / "pytest.log"
+    started = time.monotonic()
+    shared_servers = [name for name in ("DATABASE_URL", "REDIS_URL") if os.environ.get(name)]
+    if shared_servers:
+        print(f"{' and '.join(shared_servers)} set: the system tests run first, then the rest",
+              flush=True)  # fmt: skip
+    running: list[subprocess.Popen] = []
+    with open(log_path, "w") as log:
+        try:
+            print(f"the system tests: output in {log_path}", flush=True)
+            systems = session([*arguments, *SYSTEMS], systems_dir, stdout=log,
+                              stderr=subprocess.STDOUT)  # fmt: skip
+            running.append(systems)
+            if shared_servers:
+                systems.wait()
+            rest = session([*arguments, *REST], base)
+            running.append(rest)
+            rest.wait()
+            if systems.poll() is None:
+                print("waiting for the system tests to finish ...", flush=True)
+            systems.wait()
+        except KeyboardInterrupt:
+            # Pass the interrupt on, and let each session stop its servers and processes
+            # before this exits.
+            for process in running:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGINT)
+            for process in running:
+                process.wait()
+            print(f"interrupted; the system tests' output: {log_path}", file=sys.stderr)
+            return INTERRUPTED
+    print(f"\n===== the system tests ({log_path}) =====", flush=True)
+    print(log_path.read_text(errors="replace"), end="", flush=True)
+    print(f"===== both sessions done in {time.monotonic() - started:.0f} s: "
+          f"rest exit {rest.returncode}, system tests exit {systems.returncode} =====")  # fmt: skip
+    statuses = [rest.returncode, systems.returncode]
+    # Options that select tests (a path, -k) may leave one session nothing to run.
+    if NO_TESTS_COLLECTED in statuses and statuses != [NO_TESTS_COLLECTED] * 2:
+        statuses.remove(NO_TESTS_COLLECTED)
+    return next((status for status in statuses if status), 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
