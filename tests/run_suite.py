@@ -8,8 +8,9 @@ server, both sessions would share it, so they run one after the other instead.
 
     python -m tests.run_suite [pytest options for both sessions]
 
-The rest streams to the terminal; the system session's output goes to a log, shown when it
-ends. The exit status is the first non-zero one of the two, or 0.
+The rest streams to the terminal; the system session's output goes to a log, shown when the
+rest ends and followed from there until the system session ends too. The exit status is the
+first non-zero one of the two, or 0.
 """
 
 from __future__ import annotations
@@ -43,6 +44,19 @@ def session(arguments: list[str], data_dir: Path, **output) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def follow(log_path: Path, process: subprocess.Popen) -> None:
+    """Print the log as it grows until process ends: what it wrote so far at once, then the rest
+    live, so that a session still running shows where it is."""
+    with open(log_path, errors="replace") as log:
+        while True:
+            ended = process.poll() is not None
+            if text := log.read():
+                print(text, end="", flush=True)
+            if ended:
+                return
+            time.sleep(0.5)
+
+
 def main(arguments: list[str]) -> int:
     base = data_dir()
     systems_dir = base.with_name(base.name + "-systems")
@@ -65,9 +79,8 @@ def main(arguments: list[str]) -> int:
             rest = session([*arguments, *REST], base)
             running.append(rest)
             rest.wait()
-            if systems.poll() is None:
-                print("waiting for the system tests to finish ...", flush=True)
-            systems.wait()
+            print(f"\n===== the system tests ({log_path}) =====", flush=True)
+            follow(log_path, systems)
         except KeyboardInterrupt:
             # Pass the interrupt on, and let each session stop its servers and processes
             # before this exits.
@@ -78,8 +91,6 @@ def main(arguments: list[str]) -> int:
                 process.wait()
             print(f"interrupted; the system tests' output: {log_path}", file=sys.stderr)
             return INTERRUPTED
-    print(f"\n===== the system tests ({log_path}) =====", flush=True)
-    print(log_path.read_text(errors="replace"), end="", flush=True)
     print(f"===== both sessions done in {time.monotonic() - started:.0f} s: "
           f"rest exit {rest.returncode}, system tests exit {systems.returncode} =====")  # fmt: skip
     statuses = [rest.returncode, systems.returncode]
