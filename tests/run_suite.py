@@ -31,16 +31,23 @@ INTERRUPTED = 2
 NO_TESTS_COLLECTED = 5
 
 
-def data_dir() -> Path:
+def base_data_dir() -> Path:
     return Path(os.environ.get("MAILSCORE_TEST_DATA_DIR") or ROOT / ".devdata" / "test")
 
 
-def session(arguments: list[str], data_dir: Path, **output) -> subprocess.Popen:
+def session(arguments: list[str], data_dir: Path, environment: dict[str, str],
+            **output) -> subprocess.Popen:  # fmt: skip
+    # Imported here, after main() took its copy of the environment: importing mailscore sets a
+    # default DJANGO_SETTINGS_MODULE there, which would replace the suite's own settings.
+    from mailscore.processes import die_with_this_process
+
     return subprocess.Popen(
         [sys.executable, "-m", "pytest", *arguments], cwd=ROOT,
-        env={**os.environ, "MAILSCORE_TEST_DATA_DIR": str(data_dir)},
+        env={**environment, "MAILSCORE_TEST_DATA_DIR": str(data_dir)},
         # Out of the terminal's process group: a Ctrl-C reaches each session once, from here.
-        start_new_session=True, **output,
+        # Should this process die without passing it on, each session is interrupted all the
+        # same, and stops its servers and processes.
+        start_new_session=True, preexec_fn=die_with_this_process(signal.SIGINT), **output,
     )  # fmt: skip
 
 
@@ -57,8 +64,15 @@ def follow(log_path: Path, process: subprocess.Popen) -> None:
             time.sleep(0.5)
 
 
+def interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(arguments: list[str]) -> int:
-    base = data_dir()
+    # A stop asked of this process (a CI runner's timeout) is passed on as a Ctrl-C is.
+    signal.signal(signal.SIGTERM, interrupt)
+    environment = dict(os.environ)
+    base = base_data_dir()
     systems_dir = base.with_name(base.name + "-systems")
     systems_dir.mkdir(parents=True, exist_ok=True)
     log_path = systems_dir / "pytest.log"
@@ -71,12 +85,12 @@ def main(arguments: list[str]) -> int:
     with open(log_path, "w") as log:
         try:
             print(f"the system tests: output in {log_path}", flush=True)
-            systems = session([*arguments, *SYSTEMS], systems_dir, stdout=log,
+            systems = session([*arguments, *SYSTEMS], systems_dir, environment, stdout=log,
                               stderr=subprocess.STDOUT)  # fmt: skip
             running.append(systems)
             if shared_servers:
                 systems.wait()
-            rest = session([*arguments, *REST], base)
+            rest = session([*arguments, *REST], base, environment)
             running.append(rest)
             rest.wait()
             print(f"\n===== the system tests ({log_path}) =====", flush=True)
