@@ -77,7 +77,7 @@ def main(arguments: list[str]) -> int:
     systems_dir.mkdir(parents=True, exist_ok=True)
     log_path = systems_dir / "pytest.log"
     started = time.monotonic()
-    shared_servers = [name for name in ("DATABASE_URL", "REDIS_URL") if os.environ.get(name)]
+    shared_servers = [name for name in ("DATABASE_URL", "REDIS_URL") if environment.get(name)]
     if shared_servers:
         print(f"{' and '.join(shared_servers)} set: the system tests run first, then the rest",
               flush=True)  # fmt: skip
