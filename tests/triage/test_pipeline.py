@@ -1,6 +1,8 @@
 """The four steps together, on the real encoder, the bundled mailbox, fallback mode and a
 generator built on the spot."""
 
+import re
+
 import pytest
 
 from apps.triage.engine.encoder import Encoder, ModelLoadError
@@ -58,6 +60,41 @@ def test_one_encoder_pass_per_batch(triager, labelled):
     finally:
         triager.encoder.encode = original
     assert calls == [10]
+
+
+def test_sentence_vectors_are_the_mean_of_their_tokens_from_the_same_pass(triager, labelled):
+    """Each sentence's vector is the normalised mean of the token states inside it, read from the
+    message's own pass: checked against one text at a time through the model, with sentences cut
+    off by truncation left at zero."""
+    import numpy as np
+    import torch
+
+    encoder = triager.encoder
+    texts = [item.message.text[:600] for item in labelled[:6]]
+    texts += ["Short one. Another sentence here.", "", "Repeat this line. " * 400]
+    spans = [[(m.start(), m.end()) for m in re.finditer(r"[^.!?]+[.!?]", text)] for text in texts]
+    spans[-2] = []
+    batched = encoder.encode(texts, spans)
+    for text, text_spans, got in zip(texts, spans, batched.sentence_vectors, strict=True):
+        assert got.shape == (len(text_spans), encoder.dimension)
+        if not text_spans:
+            continue
+        inputs = encoder.tokenizer(text, truncation=True, max_length=encoder.max_length,
+                                   return_tensors="pt", return_offsets_mapping=True)  # fmt: skip
+        offsets = inputs.pop("offset_mapping")[0].numpy()
+        with torch.inference_mode():
+            tokens = encoder.model(**inputs).last_hidden_state[0].numpy()
+        real = offsets[:, 1] > offsets[:, 0]
+        for (start, end), vector in zip(text_spans, got, strict=True):
+            inside = real & (offsets[:, 0] >= start) & (offsets[:, 1] <= end)
+            if not inside.any():
+                assert not vector.any()
+                continue
+            expected = tokens[inside].mean(0)
+            expected /= np.linalg.norm(expected)
+            assert np.abs(vector - expected).max() < 1e-4
+    # The long text was cut off: its later sentences have no tokens.
+    assert not batched.sentence_vectors[-1][-1].any()
 
 
 def test_header_signals_decide_where_certain(triager):

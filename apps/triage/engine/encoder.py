@@ -153,23 +153,51 @@ class Encoder:
                 vectors[batch] = pooled.float().cpu().numpy()
                 if sentence_spans is None:
                     continue
-                token_array = tokens.float().cpu().numpy()
+                pooled_spans = _pool_spans(tokens, offsets, [sentence_spans[i] for i in batch])
                 for row, index in enumerate(batch):
-                    sentence_vectors[index] = _pool_spans(
-                        token_array[row], offsets[row], sentence_spans[index], self.dimension
-                    )
+                    sentence_vectors[index] = pooled_spans[row]
         return Encoded(vectors, sentence_vectors)
 
 
-def _pool_spans(tokens: np.ndarray, offsets: np.ndarray, spans, dimension: int) -> np.ndarray:
-    out = np.zeros((len(spans), dimension), dtype=np.float32)
-    # Special tokens have (0, 0) offsets; they belong to no sentence.
-    real = offsets[:, 1] > offsets[:, 0]
-    for i, (start, end) in enumerate(spans):
-        inside = real & (offsets[:, 0] >= start) & (offsets[:, 1] <= end)
-        if inside.any():
-            vector = tokens[inside].mean(0)
-            out[i] = vector / max(np.linalg.norm(vector), 1e-9)
+def _pool_spans(
+    tokens, offsets: np.ndarray, spans: list[list[tuple[int, int]]]
+) -> list[np.ndarray]:
+    """Per text, (spans, dim): for each of its character spans, the L2-normalised mean of the
+    token vectors that lie wholly inside the span; zeros where none does (a span past the
+    truncation). One batched product instead of a mask and a mean per sentence in Python."""
+    import torch
+
+    rows = offsets.shape[0]
+    # Spans that start past a text's last token (cut off by truncation) have no tokens: they
+    # stay zero without taking a place in the product.
+    reached = offsets[:, :, 1].max(axis=1)
+    kept = [
+        int(np.searchsorted([start for start, _ in text_spans], reached[row]))
+        for row, text_spans in enumerate(spans)
+    ]
+    most = max(kept, default=0)
+    starts = np.full((rows, most), -1, dtype=np.int64)
+    ends = np.full((rows, most), -1, dtype=np.int64)
+    for row, text_spans in enumerate(spans):
+        if kept[row]:
+            taken = np.asarray(text_spans[: kept[row]], dtype=np.int64)
+            starts[row, : kept[row]], ends[row, : kept[row]] = taken[:, 0], taken[:, 1]
+    # Special tokens and padding have (0, 0) offsets; they belong to no sentence.
+    real = offsets[:, :, 1] > offsets[:, :, 0]
+    inside = (
+        real[:, None, :]
+        & (offsets[:, None, :, 0] >= starts[:, :, None])
+        & (offsets[:, None, :, 1] <= ends[:, :, None])
+    )
+    weights = torch.from_numpy(inside).to(device=tokens.device, dtype=tokens.dtype)
+    # The mean and the sum point the same way, so normalising the sum gives the mean's vector.
+    summed = torch.bmm(weights, tokens)
+    pooled = torch.nn.functional.normalize(summed.float(), dim=-1).cpu().numpy()
+    out = []
+    for row, text_spans in enumerate(spans):
+        vectors = np.zeros((len(text_spans), pooled.shape[-1]), dtype=np.float32)
+        vectors[: kept[row]] = pooled[row, : kept[row]]
+        out.append(vectors)
     return out
 
 

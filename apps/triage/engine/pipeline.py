@@ -187,8 +187,9 @@ class Triager:
     @property
     def chunk_size(self) -> int:
         """How many messages to hand triage() at once: several encoder batches, so that sorting
-        by length packs each batch with similar lengths and little padding."""
-        return self.config.batch_size * 8
+        by length packs each batch with similar lengths and little padding. At 16 batches the
+        encoder is as fast as on a thousand messages sorted at once; at 8 it lost 2 to 3%."""
+        return self.config.batch_size * 16
 
     def triage(self, messages: list[ParsedMessage], *,
                library: list[ApprovedReply] | None = None) -> list[TriageOutcome]:  # fmt: skip
