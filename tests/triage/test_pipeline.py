@@ -1,12 +1,15 @@
 """The four steps together, on the real encoder, the bundled mailbox, fallback mode and a
 generator built on the spot."""
 
+import copy
 import re
 
+import numpy as np
 import pytest
 
 from apps.triage.engine.encoder import Encoder, ModelLoadError
 from apps.triage.engine.evaluation import evaluate_triage, load_labelled
+from apps.triage.engine.examples import CategoryExamples, load_examples, packaged_vectors_path
 from apps.triage.engine.pipeline import TriageConfig, Triager
 from tests.triage.conftest import SAMPLES, make_message
 
@@ -58,7 +61,7 @@ def test_one_encoder_pass_per_batch(triager, labelled):
     try:
         triager.triage([item.message for item in labelled[:10]])
     finally:
-        triager.encoder.encode = original
+        del triager.encoder.encode  # the class's method again, not one bound to this encoder
     assert calls == [10]
 
 
@@ -95,6 +98,26 @@ def test_sentence_vectors_are_the_mean_of_their_tokens_from_the_same_pass(triage
             assert np.abs(vector - expected).max() < 1e-4
     # The long text was cut off: its later sentences have no tokens.
     assert not batched.sentence_vectors[-1][-1].any()
+
+
+def test_the_examples_are_read_in_full_however_little_of_a_message_is_read(triager):
+    # A worker that reads 64 tokens of each message (MAILSCORE_MAX_TOKENS=64) takes the stored
+    # embeddings of the examples, instead of encoding all of them again at each start.
+    short_reader = copy.copy(triager.encoder)
+    short_reader.max_length = 64
+    cache = packaged_vectors_path(short_reader)
+    examples = load_examples().with_vectors(short_reader, cache)
+    with np.load(cache) as stored:
+        assert np.array_equal(examples.vectors, stored["vectors"])
+    # Where nothing is stored, they are encoded from as many tokens as the stored ones were.
+    tokens = short_reader.tokenizer(examples.texts)["input_ids"]
+    long = [i for i, ids in enumerate(tokens) if len(ids) > 100][:6]
+    assert len(long) == 6
+    again = CategoryExamples([examples.texts[i] for i in long], [examples.labels[i] for i in long],
+                             [examples.sources[i] for i in long]).with_vectors(short_reader)  # fmt: skip
+    assert np.allclose(again.vectors, examples.vectors[long], atol=1e-5)
+    cut_short = short_reader.encode(again.texts).vectors
+    assert not np.allclose(cut_short, examples.vectors[long], atol=1e-3)
 
 
 def test_header_signals_decide_where_certain(triager):

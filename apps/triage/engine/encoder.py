@@ -121,10 +121,15 @@ class Encoder:
         self._lock = threading.Lock()
 
     def encode(
-        self, texts: list[str], sentence_spans: list[list[tuple[int, int]]] | None = None
+        self,
+        texts: list[str],
+        sentence_spans: list[list[tuple[int, int]]] | None = None,
+        *,
+        max_length: int | None = None,
     ) -> Encoded:
         """Embed texts in length-sorted batches; sentence_spans[i] lists (start, end) character
-        ranges of text i whose embeddings are pooled from the same pass."""
+        ranges of text i whose embeddings are pooled from the same pass. Each text is read up
+        to max_length tokens (by default the encoder's own max_length)."""
         import torch
 
         count = len(texts)
@@ -140,7 +145,7 @@ class Encoder:
                     [texts[i] or " " for i in batch],
                     padding=True,
                     truncation=True,
-                    max_length=self.max_length,
+                    max_length=max_length or self.max_length,
                     return_tensors="pt",
                     return_offsets_mapping=True,
                 )

@@ -8,7 +8,10 @@ everyday mail, beside the taxonomy's descriptions (which say what a category mea
 
 Their embeddings are stored beside them (data/category_examples.npz, and .int8.npz for the
 quantized encoder) so that a process does not spend half a minute encoding them at start; they
-are made again when the encoder or the examples change."""
+are made again when the encoder or the examples change. They are encoded from their first
+EXAMPLE_TOKENS tokens whatever the encoder reads of each message (MAILSCORE_MAX_TOKENS): a shorter
+reading of the mail, chosen for speed, is no reason to describe the categories less fully, nor to
+encode every example again at each start of a worker."""
 
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ PACKAGED = "data/category_examples.json"
 WRITTEN = "data/written"
 VECTORS = "data/category_examples.npz"
 VECTORS_INT8 = "data/category_examples.int8.npz"
+# The length the stored embeddings were made at (the encoder's default MAILSCORE_MAX_TOKENS).
+EXAMPLE_TOKENS = 256
 
 
 @dataclass
@@ -67,18 +72,28 @@ class CategoryExamples:
         encoder from these texts, else encoded now."""
         if encoder is None or not self.texts:
             return self
-        key = f"{encoder.version}/{encoder.max_length}"
+        length = example_length(encoder)
         if cache is not None and cache.is_file():
             with np.load(cache) as stored:
-                if str(stored["encoder"]) == key and str(stored["digest"]) == self.digest:
+                if (str(stored["encoder"]) == f"{encoder.version}/{length}"
+                        and str(stored["digest"]) == self.digest):  # fmt: skip
                     self.vectors = stored["vectors"]
                     return self
-        self.vectors = encoder.encode(self.texts).vectors
+        self.vectors = encoder.encode(self.texts, max_length=length).vectors
         return self
 
     def save_vectors(self, encoder, cache: Path) -> None:
         np.savez_compressed(cache, vectors=self.vectors.astype(np.float32), digest=self.digest,
-                            encoder=f"{encoder.version}/{encoder.max_length}")  # fmt: skip
+                            encoder=f"{encoder.version}/{example_length(encoder)}")  # fmt: skip
+
+
+def example_length(encoder) -> int:
+    """Tokens read of each example: EXAMPLE_TOKENS, or more where the encoder reads more of each
+    message, within what its model takes."""
+    length = max(encoder.max_length, EXAMPLE_TOKENS)
+    model_limit = getattr(encoder.tokenizer, "model_max_length", length)
+    # A tokenizer that does not know its model's limit says a huge number.
+    return min(length, model_limit) if model_limit < 1_000_000 else length
 
 
 def _entries(data: list[dict], where: str) -> tuple[list[str], list[str], list[str]]:
