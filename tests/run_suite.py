@@ -6,6 +6,10 @@ their waits. Each session has its own data directory, so its own embedded Postgr
 neither sees the other's databases, queues or caches. Where DATABASE_URL or REDIS_URL names a
 server, both sessions would share it, so they run one after the other instead.
 
+Side by side, each torch and BLAS process of both sessions (the tests' own and the workers they
+start) computes on one thread (OMP_NUM_THREADS=1, unless it is set): with more threads than
+cores, torch's threads spin waiting for each other, and the same work takes a third longer.
+
     python -m tests.run_suite [pytest options for both sessions]
 
 The rest streams to the terminal; the system session's output goes to a log, shown when the
@@ -81,6 +85,8 @@ def main(arguments: list[str]) -> int:
     if shared_servers:
         print(f"{' and '.join(shared_servers)} set: the system tests run first, then the rest",
               flush=True)  # fmt: skip
+    else:
+        environment.setdefault("OMP_NUM_THREADS", "1")
     running: list[subprocess.Popen] = []
     with open(log_path, "w") as log:
         try:
