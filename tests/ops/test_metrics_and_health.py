@@ -31,6 +31,10 @@ from tests.reliability.system import (
 )
 from tests.webhooks.conftest import running_receiver
 
+# A whole system of its own: with the other tests that start one (`make test` runs them beside
+# the rest of the suite).
+pytestmark = pytest.mark.slow
+
 POOLS = ("triage", "generate", "verify", "webhooks", "maintenance")
 PROCESSES = ("web", *POOLS)
 MESSAGES = 10
