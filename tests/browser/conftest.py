@@ -9,6 +9,7 @@ why.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -54,15 +55,19 @@ def browser():
         options.add_argument(argument)
     # /dev/shm is small in containers; Chromium crashes tabs there under load.
     options.add_argument("--disable-dev-shm-usage")
-    try:
-        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    except WebDriverException as exc:
-        # Selenium appends a link to its troubleshooting pages; the reason is what comes first.
-        reason = (exc.msg or type(exc).__name__).split("; For documentation")[0]
-        pytest.skip(f"Chromium did not start through {CHROMEDRIVER}: {reason}")
-    driver.implicitly_wait(0)
-    yield driver
-    driver.quit()
+    # Chromium leaves its process-singleton directory (a socket and a cookie) in TMPDIR when it
+    # quits; one of the test's own, removed afterwards, keeps /tmp clean.
+    with tempfile.TemporaryDirectory(prefix="mailscore-chromium-") as scratch:
+        service = Service(str(CHROMEDRIVER), env={**os.environ, "TMPDIR": scratch})
+        try:
+            driver = webdriver.Chrome(service=service, options=options)
+        except WebDriverException as exc:
+            # Selenium appends a link to its troubleshooting pages; the reason comes first.
+            reason = (exc.msg or type(exc).__name__).split("; For documentation")[0]
+            pytest.skip(f"Chromium did not start through {CHROMEDRIVER}: {reason}")
+        driver.implicitly_wait(0)
+        yield driver
+        driver.quit()
 
 
 @pytest.fixture
