@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,9 +40,10 @@ def missing_browser() -> str | None:
     return None
 
 
-@pytest.fixture
-def browser():
-    """A headless Chromium through Selenium 4; skips the test where none can be started."""
+@contextmanager
+def headless_chromium(*arguments: str, capabilities: dict | None = None):
+    """A headless Chromium through Selenium 4, quit when the block ends; skips the test where
+    none can be started."""
     reason = missing_browser()
     if reason:
         pytest.skip(reason)
@@ -51,10 +53,12 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"):
-        options.add_argument(argument)
     # /dev/shm is small in containers; Chromium crashes tabs there under load.
-    options.add_argument("--disable-dev-shm-usage")
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     *arguments):  # fmt: skip
+        options.add_argument(argument)
+    for name, value in (capabilities or {}).items():
+        options.set_capability(name, value)
     # Chromium leaves its process-singleton directory (a socket and a cookie) in TMPDIR when it
     # quits; one of the test's own, removed afterwards, keeps /tmp clean.
     with tempfile.TemporaryDirectory(prefix="mailscore-chromium-") as scratch:
@@ -65,9 +69,18 @@ def browser():
             # Selenium appends a link to its troubleshooting pages; the reason comes first.
             reason = (exc.msg or type(exc).__name__).split("; For documentation")[0]
             pytest.skip(f"Chromium did not start through {CHROMEDRIVER}: {reason}")
+        try:
+            yield driver
+        finally:
+            driver.quit()
+
+
+@pytest.fixture
+def browser():
+    """A headless Chromium for the admin's pages; skips the test where none can be started."""
+    with headless_chromium("--window-size=1400,1000") as driver:
         driver.implicitly_wait(0)
         yield driver
-        driver.quit()
 
 
 @pytest.fixture

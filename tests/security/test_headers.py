@@ -197,26 +197,10 @@ def test_the_chart_scrapes_the_web_with_the_token_from_the_secret():
 def chromium():
     """Headless Chromium (Debian's, as tests/browser uses) recording the console, where the
     browser reports every Content-Security-Policy violation; skips where none can start."""
-    from tests.browser.conftest import CHROMEDRIVER, CHROMIUM, missing_browser
+    from tests.browser.conftest import headless_chromium
 
-    reason = missing_browser()
-    if reason:
-        pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    try:
-        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    except WebDriverException as exc:
-        pytest.skip(f"Chromium did not start: {(exc.msg or type(exc).__name__)[:200]}")
-    yield driver
-    driver.quit()
+    with headless_chromium(capabilities={"goog:loggingPrefs": {"browser": "ALL"}}) as driver:
+        yield driver
 
 
 def _violations(driver) -> list[str]:
