@@ -72,19 +72,24 @@ class CategoryExamples:
         encoder from these texts, else encoded now."""
         if encoder is None or not self.texts:
             return self
-        length = example_length(encoder)
         if cache is not None and cache.is_file():
             with np.load(cache) as stored:
-                if (str(stored["encoder"]) == f"{encoder.version}/{length}"
+                if (str(stored["encoder"]) == _made_by(encoder)
                         and str(stored["digest"]) == self.digest):  # fmt: skip
                     self.vectors = stored["vectors"]
                     return self
-        self.vectors = encoder.encode(self.texts, max_length=length).vectors
+        self.vectors = encoder.encode(self.texts, max_length=example_length(encoder)).vectors
         return self
 
     def save_vectors(self, encoder, cache: Path) -> None:
         np.savez_compressed(cache, vectors=self.vectors.astype(np.float32), digest=self.digest,
-                            encoder=f"{encoder.version}/{example_length(encoder)}")  # fmt: skip
+                            encoder=_made_by(encoder))  # fmt: skip
+
+
+def _made_by(encoder) -> str:
+    """What stored embeddings record of the encoder and length that made them, and are matched
+    on when read."""
+    return f"{encoder.version}/{example_length(encoder)}"
 
 
 def example_length(encoder) -> int:
