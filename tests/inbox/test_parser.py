@@ -124,3 +124,73 @@ def test_interleaved_answers_are_kept():
     text = "On Mon, Bob wrote:\n> Does it work?\nYes, since this morning.\n> And the export?\nStill broken.\n"
     split = split_reply(text)
     assert split.new_text.split("\n") == ["Yes, since this morning.", "Still broken."]
+
+
+def test_attribution_wrapped_over_two_lines_above_quotes():
+    text = ("Works for me.\n\nOn Tue, 3 Mar 2026 at 10:00, Support Team <support@example.com>\n"
+            "wrote:\n> Can you confirm?\n")  # fmt: skip
+    split = split_reply(text)
+    assert split.new_text == "Works for me."
+    assert split.quoted.startswith("On Tue") and "Can you confirm?" in split.quoted
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Op di 3 mrt 2026 om 10:00 schreef Support <support@example.com>:",
+        "Em ter., 3 de mar. de 2026 às 10:00, Suporte <s@example.com> escreveu:",
+        "Den 3 mars 2026 kl. 10:00 skrev Support <support@example.com>:",
+        "Da: Supporto <s@example.com>",
+    ],
+)
+def test_history_headers_in_other_languages(header):
+    outlook_rest = "Inviato: martedì 3 marzo 2026 10:00\nA: Marco\nOggetto: fattura\n"
+    text = f"Ok, grazie.\n\n{header}\n{outlook_rest if header.startswith('Da:') else ''}> Ciao\n"
+    split = split_reply(text)
+    assert split.new_text == "Ok, grazie."
+    assert "Ciao" in split.quoted
+
+
+def test_a_bare_attribution_above_quotes_is_history():
+    # As 2002's list mail writes it (SpamAssassin's easy-ham): a name, "wrote:", quotes.
+    text = ("Martin Adamson wrote:\n>\n> Isn't it just basically a mixture of beaten egg and bacon?\n\n"
+            "You're probably right, mine's just the same.\n")  # fmt: skip
+    split = split_reply(text)
+    assert split.new_text == "You're probably right, mine's just the same."
+    # Without quotes below it, the same words are the writer's own.
+    assert split_reply("My colleague wrote:\nthe export is fine now.").new_text.startswith("My")
+
+
+def test_corporate_signature_with_a_legal_notice():
+    text = ("Hello,\n\nCould you share Enterprise pricing for 400 seats?\n\nKind regards,\n"
+            "Katherine Mills\nHead of Customer Tooling\nHalcyon Bank plc\n"
+            "Halcyon Bank plc is authorised by the Prudential Regulation Authority and regulated by "
+            "the Financial Conduct Authority. This email and any attachments are confidential.\n")  # fmt: skip
+    split = split_reply(text)
+    assert split.new_text == "Hello,\n\nCould you share Enterprise pricing for 400 seats?"
+    assert split.sign_off_name == "Katherine Mills" and "confidential" in split.signature
+
+
+@pytest.mark.parametrize(
+    ("text", "new_text"),
+    [
+        # The sign-off is all there is: it is the message.
+        ("Obrigado, resolvido.\n", "Obrigado, resolvido."),
+        # A question or a postscript under the name is still the message.
+        ("The export fails.\n\nThanks,\nBob\nCan you also check the March invoice?\n", None),
+        ("The export fails.\n\nThanks,\nBob\nPS: the March invoice is wrong too.\n", None),
+        # A sentence under "Thanks for ..." is not a signer's name.
+        ("Hi,\nThanks for the quick reply.\nI tried again and it still fails.\n", None),
+        # A link's query is not a question.
+        ("Our offers end Sunday.\n\nCordiali saluti,\nLo Staff di Aruba.it\n"
+         "https://mkt.aruba.it/unsubscribe?c=BF26\n", "Our offers end Sunday."),
+    ],
+)  # fmt: skip
+def test_what_is_not_a_signature(text, new_text):
+    assert split_reply(text).new_text == (new_text or text.strip())
+
+
+def test_a_rule_above_everything_is_layout_not_history():
+    text = ("_" * 80 + "\nMicrosoft Teams-Besprechung\nKlicken Sie hier, um teilzunehmen\n"
+            + "_" * 80 + "\n")  # fmt: skip
+    assert "Microsoft Teams-Besprechung" in split_reply(text).new_text

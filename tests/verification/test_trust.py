@@ -32,6 +32,35 @@ def test_parse_authentication_results_with_comments_and_quotes():
     assert results[1].properties == {"header.d": "example.com", "header.s": "sel 1"}
 
 
+def test_parse_authentication_results_without_an_authserv_id():
+    # Microsoft 365's form: no server name before the first result.
+    server, results = parse_authentication_results(
+        "spf=softfail (sender IP is 192.0.2.9) smtp.mailfrom=example.com; dkim=none (message not "
+        "signed) header.d=none;dmarc=fail action=quarantine header.from=example.com;"
+        "compauth=fail reason=000"
+    )
+    assert server == ""
+    assert [(r.method, r.result) for r in results] == [
+        ("spf", "softfail"),
+        ("dkim", "none"),
+        ("dmarc", "fail"),
+        ("compauth", "fail"),
+    ]
+    assert parse_authentication_results("mx.example.org; none") == ("mx.example.org", [])
+    assert parse_authentication_results("") == ("", [])
+
+
+def test_id_less_results_are_read_when_no_authserv_id_is_configured():
+    report = assess_sender(
+        message("""
+Authentication-Results: spf=fail (sender IP is 192.0.2.9) smtp.mailfrom=example.com; dkim=none (message not signed) header.d=none;dmarc=fail action=quarantine header.from=example.com;compauth=fail reason=000
+From: <ceo@example.com>
+""")
+    )
+    assert {"dmarc_fail", "spf_fail"} <= codes(report)
+    assert report.level == "suspicious"
+
+
 def test_authenticated_sender_is_trusted():
     report = assess_sender(
         message("""
@@ -106,17 +135,25 @@ def test_display_name_holding_another_address():
         ("micosoft.com", "microsoft.com", "one_edit_away"),
         ("paypal-secure.com", "paypal.com", "contains_brand"),
         ("acme-corp.co", "acme-corp.com", "one_edit_away"),
+        # аррӏе.com: all Cyrillic, with a palochka for the l.
+        ("xn--80ak6aa92e.com", "apple.com", "confusable_characters"),
+        ("paypal.com.secure-login.net", "paypal.com", "contains_brand"),
     ],
 )
 def test_lookalike_domains(domain, target, how):
-    assert lookalike_of(domain, ("acme-corp.com", "paypal.com", "microsoft.com")) == (target, how)
+    protected = ("acme-corp.com", "paypal.com", "microsoft.com", "apple.com")
+    assert lookalike_of(domain, protected) == (target, how)
 
 
 @pytest.mark.parametrize(
-    "domain", ["paypal.com", "mail.paypal.com", "amazonaws.com", "example.org"]
-)
+    "domain",
+    [
+        "paypal.com", "mail.paypal.com", "amazonaws.com", "example.org", "mail.com", "email.com",
+        "xn--mnchen-3ya.de", "xn--d1acpjx3f.xn--p1ai",  # münchen.de, яндекс.рф
+    ],
+)  # fmt: skip
 def test_genuine_domains_are_not_lookalikes(domain):
-    assert lookalike_of(domain, ("paypal.com", "amazon.com")) is None
+    assert lookalike_of(domain, ("paypal.com", "amazon.com", "gmail.com")) is None
 
 
 def test_lookalike_of_the_operators_own_domain():

@@ -12,22 +12,53 @@ _QUOTE_HEADERS = [
     re.compile(r"^\s*Am\b.{0,300}\bschrieb\b.{0,80}:\s*$", re.I | re.S),
     re.compile(r"^\s*El\b.{0,300}\bescribió:\s*$", re.I | re.S),
     re.compile(r"^\s*Il giorno\b.{0,300}\bha scritto:\s*$", re.I | re.S),
+    re.compile(r"^\s*Op\b.{0,300}\bschreef\b.{0,80}:\s*$", re.I | re.S),
+    re.compile(r"^\s*Em\b.{0,300}\bescreveu:\s*$", re.I | re.S),
+    re.compile(r"^\s*(Den|På)\b.{0,300}\bskrev\b.{0,80}:\s*$", re.I | re.S),
     re.compile(r"^\s*-{2,}\s*Original Message\s*-{2,}\s*$", re.I),
-    re.compile(r"^\s*-{2,}\s*Forwarded message\s*-{2,}\s*$", re.I),
-    re.compile(r"^\s*_{20,}\s*$"),
+    re.compile(r"^\s*-{2,}\s*(Forwarded message|Message transféré|Weitergeleitete Nachricht|"
+               r"Mensaje reenviado|Messaggio inoltrato|Mensagem encaminhada|Doorgestuurd bericht)"
+               r"\s*-{2,}\s*$", re.I),
+    re.compile(r"^\s*_{20,}\s*$"),  # Outlook's rule above the quoted From, Sent, To, Subject
     re.compile(r"^\s*Begin forwarded message:\s*$", re.I),
-]
-_OUTLOOK_HEADER = re.compile(r"^\s*\*?(From|De|Von|Van)\s*:\*?\s", re.I)
-_OUTLOOK_FOLLOWERS = re.compile(
-    r"^\s*\*?(Sent|Date|Envoyé|Gesendet|To|Subject|Objet|Betreff)\s*:", re.I
-)
-_SIGN_OFF = re.compile(
-    r"^\s*(best|kind|warm|many thanks|thanks|thank you|cheers|regards|sincerely|best regards|"
-    r"kind regards|warm regards|all the best|yours|cordialement|mit freundlichen grüßen|"
-    r"viele grüße|saludos|un saludo|groeten|met vriendelijke groet)\b[\w ,.!]{0,30}$",
+]  # fmt: skip
+# Where a client wraps a long attribution, its first line starts with one of these.
+_WRAPPED_HEADER_STARTS = ("on ", "le ", "am ", "el ", "il giorno ", "op ", "em ", "den ", "på ")
+# "Jane Doe wrote:", "--- In list@..., Bob <b@...> wrote:": an attribution in any form. Alone it
+# could be the writer's own sentence, so it counts only right above ">" quoted lines.
+_ATTRIBUTION = re.compile(
+    r"\b(wrote|writes|said|a écrit|schrieb|escribió|ha scritto|schreef|escreveu|skrev)\s*:\s*$",
     re.I,
 )
-_MOBILE_FOOTER = re.compile(r"^\s*(sent from my|get outlook for|sent via|envoyé de mon)\b", re.I)
+_OUTLOOK_HEADER = re.compile(r"^\s*\*?(From|De|Von|Van|Da)\s*:\*?\s", re.I)
+_OUTLOOK_FOLLOWERS = re.compile(
+    r"^\s*\*?(Sent|Date|Envoyé|Gesendet|Enviado|Inviato|Verzonden|Datum|Fecha|Data|"
+    r"To|À|An|Para|A|Aan|Subject|Objet|Betreff|Asunto|Oggetto|Assunto|Onderwerp)\s*:",
+    re.I,
+)
+_SIGN_OFF = re.compile(
+    r"^\s*(best|kind|warm|many thanks|thanks|thank you|thx|cheers|regards|sincerely|best regards|"
+    r"kind regards|warm regards|best wishes|all the best|yours|"
+    r"cordialement|bien cordialement|bien à vous|merci|"
+    r"mit freundlichen grüßen|freundliche grüße|viele grüße|beste grüße|liebe grüße|gruß|danke|"
+    r"saludos|un saludo|atentamente|gracias|"
+    r"cordiali saluti|distinti saluti|saluti|grazie|"
+    r"atenciosamente|cumprimentos|obrigad[oa]|abraços|"
+    r"groeten|met vriendelijke groet(en)?|hartelijke groet(en)?|bedankt)\b[\w ,.!]{0,30}$",
+    re.I,
+)
+_MOBILE_FOOTER = re.compile(
+    r"^\s*(sent from my|get outlook for|sent via|envoyé de mon|enviado d[eo] meu|enviado desde mi|"
+    r"von meinem \w+ gesendet|inviato da)\b",
+    re.I,
+)
+# The line under a sign-off names the writer or the team ("Dr. Katrin Brenner", "The Atlassian
+# team"): a few words, not a sentence ("It works again.").
+_SIGNER = re.compile(r"^(?=.{1,40}$)\S+( \S+){0,5}$")
+_SENTENCE_END = re.compile(r"(\S{4,}[.]|[?!:;,])$")
+_QUESTION = re.compile(r"\?(\s|$)")  # not the "?" of a link's query
+_POSTSCRIPT = re.compile(r"^\s*p\.?\s?s\b", re.I)
+SIGNATURE_MAX_LINES = 12
 
 
 @dataclass
@@ -38,18 +69,23 @@ class SplitText:
     sign_off_name: str | None = None
 
 
-def _is_quote_header(lines: list[str], index: int) -> bool:
+def _quote_header_length(lines: list[str], index: int) -> int:
+    """How many lines the history's opening header at index takes (0 when there is none)."""
     line = lines[index]
     # "On Tue, 3 Mar 2024 at 10:00, Jane <jane@example.com>" often wraps before "wrote:".
-    joined = " ".join(part.strip() for part in lines[index : index + 3])
+    wraps = line.strip().lower().startswith(_WRAPPED_HEADER_STARTS)
     for pattern in _QUOTE_HEADERS:
-        if pattern.match(line) or (line.strip().lower().startswith(("on ", "le ", "am ", "el "))
-                                   and pattern.match(joined)):  # fmt: skip
-            return True
+        if pattern.match(line):
+            return 1
+        for extra in (1, 2) if wraps else ():
+            joined = " ".join(part.strip() for part in lines[index : index + extra + 1])
+            if index + extra < len(lines) and pattern.match(joined):
+                return extra + 1
     if _OUTLOOK_HEADER.match(line):
         following = lines[index + 1 : index + 5]
-        return sum(1 for f in following if _OUTLOOK_FOLLOWERS.match(f)) >= 2
-    return False
+        if sum(1 for f in following if _OUTLOOK_FOLLOWERS.match(f)) >= 2:
+            return 1
+    return 0
 
 
 def _next_content(lines: list[str], index: int) -> str:
@@ -66,17 +102,25 @@ def split_reply(text: str) -> SplitText:
     index = 0
     while index < len(lines):
         line = lines[index]
-        if _is_quote_header(lines, index):
-            if _next_content(lines, index).lstrip().startswith(">"):
-                # An attribution above ">" quotes (bottom-posting, interleaved answers): only
-                # the quoted lines are history; the writer's own lines between them are new.
-                quoted.append(line)
-                index += 1
-                continue
+        header = _quote_header_length(lines, index)
+        above_quotes = _next_content(lines, index + max(header, 1) - 1).lstrip().startswith(">")
+        nothing_above = not any(k.strip() for k in kept)
+        if header and (above_quotes or nothing_above):
+            # An attribution above ">" quotes (bottom-posting, interleaved answers): only the
+            # quoted lines are history; the writer's own lines between them are new. With
+            # nothing written above it, the message is below it: a forward without a comment,
+            # quotes marked some other way ("--]"), or a rule that is only layout (Teams).
+            quoted.extend(lines[index : index + header])
+            index += header
+            continue
+        if header:
             # Top-posting: everything from here down is the history, quoted or not.
             quoted.extend(lines[index:])
             break
-        (quoted if line.lstrip().startswith(">") else kept).append(line)
+        if above_quotes and len(line) <= 200 and _ATTRIBUTION.search(line):
+            quoted.append(line)
+        else:
+            (quoted if line.lstrip().startswith(">") else kept).append(line)
         index += 1
 
     signature: list[str] = []
@@ -86,12 +130,15 @@ def split_reply(text: str) -> SplitText:
             kept = kept[:index]
             break
     sign_off_name = None
-    # A sign-off near the end ("Best regards,\nJane") starts the signature block.
-    tail_start = max(0, len(kept) - 8)
+    # A sign-off near the end ("Best regards,\nJane") starts the signature block: the name,
+    # title, company, address and the legal notice below it.
+    tail_start = max(0, len(kept) - SIGNATURE_MAX_LINES - 4)
     for index in range(len(kept) - 1, tail_start - 1, -1):
         if _SIGN_OFF.match(kept[index]):
+            if not any(line.strip() for line in kept[:index]):
+                break  # "Thanks, it works now." is the whole message, not its signature
             after = [line.strip() for line in kept[index + 1 :] if line.strip()]
-            if len(after) <= 6 and all(len(line) <= 60 for line in after):
+            if _is_signature(after):
                 if after and re.match(r"^[A-Z][\w'\-]+( [A-Z][\w'\-.]+){0,3}$", after[0]):
                     sign_off_name = after[0]
                 signature = kept[index:] + signature
@@ -103,3 +150,16 @@ def split_reply(text: str) -> SplitText:
         signature="\n".join(signature).strip(),
         sign_off_name=sign_off_name,
     )
+
+
+def _is_signature(after: list[str]) -> bool:
+    """Whether the non-blank lines under a sign-off are a signature rather than more of the
+    message: they start with a name or a team, hold no question and no postscript."""
+    if not after:
+        return True
+    if len(after) > SIGNATURE_MAX_LINES:
+        return False
+    if not _SIGNER.match(after[0]) or _SENTENCE_END.search(after[0]):
+        return False
+    # Below the name: title, company, address, phone, a legal notice; never a question.
+    return not any(_QUESTION.search(line) or _POSTSCRIPT.match(line) for line in after)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import json
 import unicodedata
+from importlib.resources import files
 
 import idna
 
@@ -24,14 +26,31 @@ WELL_KNOWN_DOMAINS = (
 )  # fmt: skip
 
 # Characters and sequences that read alike in most fonts, mapped to the letter they imitate.
-# Unicode's confusables are folded first by NFKD plus this table's Cyrillic and Greek entries.
-_CONFUSABLE_CHARS = {
-    "0": "o", "1": "l", "3": "e", "5": "s", "|": "l", "і": "i", "ı": "i", "ј": "j",
-    "а": "a", "с": "c", "е": "e", "о": "o", "р": "p", "х": "x", "у": "y", "к": "k",
-    "м": "m", "т": "t", "в": "b", "н": "h", "ѕ": "s", "ԁ": "d", "ԛ": "q", "ԝ": "w",
-    "α": "a", "ο": "o", "ρ": "p", "ν": "v", "τ": "t", "ε": "e", "κ": "k", "ι": "i",
-}  # fmt: skip
+# Unicode's confusables (its security mechanisms' table, through confusable_homoglyphs) are folded
+# first, after NFKD; these are the digits and sequences it leaves to the reader.
+_CONFUSABLE_CHARS = {"0": "o", "1": "l", "3": "e", "5": "s", "|": "l"}
 _CONFUSABLE_SEQUENCES = (("rn", "m"), ("vv", "w"), ("cl", "d"), ("l", "i"))
+
+# Big mail providers whose names are one letter from another's (mail.com and gmail.com): mail
+# from them is not imitating anyone.
+GENUINE_PROVIDERS = ("mail.com", "email.com", "gmx.com", "gmx.net", "ymail.com", "mail.ru")
+
+
+@functools.cache
+def _unicode_confusables() -> dict[str, str]:
+    """Every single character Unicode lists as looking like a lowercase ASCII letter or digit,
+    mapped to that letter or digit (Cyrillic "а" to "a", palochka "ӏ" to "l")."""
+    # Read from the package's data file rather than its module, which keeps all of Unicode's
+    # table (about 10 MB) in every process that imports it.
+    data = json.loads((files("confusable_homoglyphs") / "confusables.json").read_text("utf-8"))
+    table: dict[str, str] = {}
+    for latin in "abcdefghijklmnopqrstuvwxyz0123456789":
+        for entry in data.get(latin, ()):
+            # Right-to-left characters come wrapped in LEFT-TO-RIGHT MARKs.
+            glyph = entry["c"].strip("\u200e")
+            if len(glyph) == 1 and not glyph.isascii():
+                table.setdefault(glyph, latin)
+    return table
 
 
 def damerau_levenshtein(a: str, b: str) -> int:
@@ -60,8 +79,11 @@ def to_unicode(domain: str) -> str:
 def skeleton(domain: str) -> str:
     """A form in which lookalike spellings of a domain collapse to the same string."""
     decomposed = unicodedata.normalize("NFKD", to_unicode(domain).lower())
+    unicode_table = _unicode_confusables()
     folded = "".join(
-        _CONFUSABLE_CHARS.get(ch, ch) for ch in decomposed if not unicodedata.combining(ch)
+        _CONFUSABLE_CHARS.get(ch) or unicode_table.get(ch, ch)
+        for ch in decomposed
+        if not unicodedata.combining(ch)
     )
     for sequence, replacement in _CONFUSABLE_SEQUENCES:
         folded = folded.replace(sequence, replacement)
@@ -92,6 +114,8 @@ def lookalike_of(domain: str, protected: tuple[str, ...]) -> tuple[str, str] | N
     """(protected domain, how) when domain imitates one without being it or a subdomain of it.
     Cached: every message is checked, and senders' domains repeat."""
     domain = domain.lower().rstrip(".")
+    if domain in GENUINE_PROVIDERS or domain in COMMON_DOMAINS:
+        return None
     own_skeleton = skeleton(domain)
     for target in protected:
         target = target.lower()
@@ -108,5 +132,8 @@ def lookalike_of(domain: str, protected: tuple[str, ...]) -> tuple[str, str] | N
         brand = skeleton(target.split(".")[0])
         label_parts = own_skeleton.split(".")[0].split("-")
         if len(brand) >= 4 and len(label_parts) > 1 and brand in label_parts:
+            return target, "contains_brand"
+        # "paypal.com.secure-login.net": the whole brand domain in front of another one.
+        if f".{skeleton(target)}." in f".{own_skeleton}":
             return target, "contains_brand"
     return None

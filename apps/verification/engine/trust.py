@@ -87,11 +87,17 @@ def _split_outside_quotes(value: str, separator: str) -> list[str]:
 
 
 def parse_authentication_results(value: str) -> tuple[str, list[AuthResult]]:
-    """(authserv-id, results) from one Authentication-Results header value."""
+    """(authserv-id, results) from one Authentication-Results header value. The id is "" when
+    the header has none: Microsoft 365 writes "spf=pass (...) smtp.mailfrom=...; dkim=..."
+    with no server name in front, so the first part is already a result."""
     parts = _split_outside_quotes(_strip_comments(" ".join(value.split())), ";")
-    authserv_id = parts[0].strip().split()[0].lower() if parts[0].strip() else ""
+    first = parts[0].strip().split()
+    if first and "=" in first[0]:
+        authserv_id, result_parts = "", parts
+    else:
+        authserv_id, result_parts = (first[0].lower() if first else ""), parts[1:]
     results = []
-    for part in parts[1:]:
+    for part in result_parts:
         tokens = [t for t in _split_outside_quotes(part.strip(), " ") if t]
         if not tokens or "=" not in tokens[0]:
             continue
