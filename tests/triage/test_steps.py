@@ -38,6 +38,64 @@ def test_no_deadline_in_plain_text():
     assert find_deadlines("We bought it in March and it works well.", WEDNESDAY) == []
 
 
+@pytest.mark.parametrize(
+    ("text", "due"),
+    [
+        ("Bitte schicken Sie den Vertrag bis Freitag, 17 Uhr.", "2026-03-06T17:00"),
+        ("Die Rechnung ist bis zum 15. März fällig.", "2026-03-15T17:00"),
+        ("Zahlbar bis 31.03.2026.", "2026-03-31T17:00"),
+        ("Bitte antworten Sie innerhalb von 24 Stunden.", "2026-03-05T10:00"),
+        ("Pouvez-vous l'envoyer d'ici demain 10h ?", "2026-03-05T10:00"),
+        ("La facture doit être payée avant vendredi.", "2026-03-06T17:00"),
+        ("Envíe el informe antes del 10 de marzo a las 12:00.", "2026-03-10T12:00"),
+        ("Responda en un plazo de 48 horas, por favor.", "2026-03-06T10:00"),
+        ("Entro lunedì prossimo, per favore.", "2026-03-09T17:00"),
+        ("Ci serve una risposta entro domani alle 15:00.", "2026-03-05T15:00"),
+        ("Preciso disso até amanhã às 10h.", "2026-03-05T10:00"),
+        ("Por favor, pague até 18 de março.", "2026-03-18T17:00"),
+        ("Graag vóór vrijdag 12:00 reageren.", "2026-03-06T12:00"),
+        ("De factuur moet uiterlijk 16 maart betaald zijn.", "2026-03-16T17:00"),
+    ],
+)
+def test_deadlines_in_other_languages(text, due):
+    [found] = find_deadlines(text, WEDNESDAY)
+    assert found.due.isoformat().startswith(due)
+
+
+def test_a_deadline_does_not_raise_feedback():
+    praise = make_message(
+        "Die Antwort kam innerhalb einer Stunde. Vielen Dank!", subject="5 Sterne"
+    )
+    praise.language = "de"
+    decision = prioritize(praise, "feedback")
+    assert decision.deadlines and decision.level == "P3"
+    assert not any("deadline" in reason for reason in decision.reasons)
+    assert any("deadline" in reason for reason in prioritize(praise, "support").reasons)
+
+
+def test_english_text_is_not_searched_for_other_languages_words():
+    assert find_deadlines("Zahlbar bis Freitag.", WEDNESDAY, "de")
+    assert find_deadlines("Zahlbar bis Freitag.", WEDNESDAY, "en") == []
+    assert find_deadlines("Please pay by Friday.", WEDNESDAY, "de")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Wir sind von 9 bis 17 Uhr erreichbar.",  # a range, not a deadline
+        "Erreichbar Montag bis Freitag.",
+        "Bis morgen!",  # farewells
+        "Obrigado, até amanhã.",
+        "Bedankt voor vandaag.",  # thanks for today
+        "Das Problem trat vor 3 Tagen auf.",
+        "Il 15 marzo abbiamo pagato.",
+        "Nous avons reçu votre colis il y a 3 jours.",
+    ],
+)
+def test_no_deadline_in_other_languages_plain_text(text):
+    assert find_deadlines(text, WEDNESDAY) == []
+
+
 def test_priority_reasons_and_levels():
     outage = make_message("Production is down for all users since 9am. Please fix it ASAP, we lose revenue.",
                           subject="URGENT outage")  # fmt: skip

@@ -1,11 +1,11 @@
-"""Deadlines in text ("by Friday 5pm", "within 24 hours", "before March 3"), resolved against the
-message's own date, not the time we read it."""
+"""Deadlines in text ("by Friday 5pm", "within 24 hours", "before March 3", "bis Freitag, 17 Uhr",
+"avant le 15 mars"), resolved against the message's own date, not the time we read it."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from dateutil import parser as date_parser
 
@@ -32,6 +32,97 @@ _PATTERNS = [
 ]
 _NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3}
 
+# German, French, Spanish, Italian, Portuguese and Dutch: the words for the same deadlines, each
+# mapped to the English one the resolver understands.
+_DAYS_ELSEWHERE = {
+    "tonight": r"heute abend|ce soir|esta noche|stasera|hoje à noite|vanavond",
+    "today": r"heute|aujourd'hui|hoy|oggi|hoje|vandaag",
+    "tomorrow": r"morgen|demain|mañana|domani|amanhã",
+    "end of day": r"ende des tages|tagesende|fin de (?:la )?journée|fin del día|"
+                  r"fine (?:della )?giornata|fim do dia|eind(?:e)? van de dag",
+    "end of week": r"ende der woche|fin de (?:la )?semaine|final de la semana|fin de semana|"
+                   r"fine settimana|fim da semana|eind(?:e)? van de week",
+    "monday": r"montag|lundi|lunes|luned[iì]|segunda(?:-feira)?|maandag",
+    "tuesday": r"dienstag|mardi|martes|marted[iì]|terça(?:-feira)?|dinsdag",
+    "wednesday": r"mittwoch|mercredi|miércoles|mercoled[iì]|quarta(?:-feira)?|woensdag",
+    "thursday": r"donnerstag|jeudi|jueves|gioved[iì]|quinta(?:-feira)?|donderdag",
+    "friday": r"freitag|vendredi|viernes|venerd[iì]|sexta(?:-feira)?|vrijdag",
+    "saturday": r"samstag|samedi|sábado|sabato|zaterdag",
+    "sunday": r"sonntag|dimanche|domingo|domenica|zondag",
+}  # fmt: skip
+_MONTHS_ELSEWHERE = [
+    r"januar|jänner|janvier|enero|gennaio|janeiro|januari",
+    r"februar|février|febrero|febbraio|fevereiro|februari",
+    r"märz|mars|marzo|março|maart",
+    r"april|avril|abril|aprile",
+    r"mai|mayo|maggio|maio|mei",
+    r"juni|juin|junio|giugno|junho",
+    r"juli|juillet|julio|luglio|julho",
+    r"august|août|agosto|augustus",
+    r"september|septembre|septiembre|settembre|setembro",
+    r"oktober|octobre|octubre|ottobre|outubro",
+    r"november|novembre|noviembre|novembro",
+    r"dezember|décembre|diciembre|dicembre|dezembro|december",
+]
+_UNITS_ELSEWHERE = {
+    "business days": r"werktagen?|arbeitstagen?|jours ouvr(?:és|ables)|días hábiles|"
+                     r"giorni lavorativi|dias úteis|werkdagen",
+    "hours": r"stunden?|heures?|horas?|ore|ora|uur",
+    "days": r"tagen?|jours?|días|dias|giorni|giorno|dagen|dag",
+    "weeks": r"wochen?|semaines?|semanas?|settimane?|weken|week",
+}  # fmt: skip
+_ONE_ELSEWHERE = r"einer|einem|eine|ein|une|un|una|uno|uma|um|een"
+_NEXT_BEFORE = r"nächsten|kommenden|próximo|próxima|volgende"
+_NEXT_AFTER = r"prochain|prossimo|que viene"
+# "bis" and "até" also end a time range ("von 9 bis 17 Uhr", "Montag bis Freitag") and a farewell
+# ("Bis morgen!"); the resolver skips both.
+_TRIGGER_ELSEWHERE = (
+    r"(?P<trigger>bis(?: spätestens)?(?: zum| zur| am)?|spätestens(?: am| bis| zum)?|vor dem|vor|"
+    r"avant(?: le| la)?|d'ici(?: le| la| à)?|au plus tard(?: le| la)?|jusqu'(?:au|à)|"
+    r"antes del?|antes de la|para el|a más tardar(?: el)?|hasta el|"
+    r"entro(?: e non oltre)?(?: il| la| le)?|prima di|"
+    r"até(?: ao| à| o| a| dia)?|antes da|antes do|"
+    r"uiterlijk(?: op)?|vóór|voor)"
+)
+
+
+def _alternatives(words: dict[str, str] | list[str]) -> str:
+    return "|".join(words.values() if isinstance(words, dict) else words)
+
+
+_DAY_ELSEWHERE = (
+    rf"(?:(?P<next_before>{_NEXT_BEFORE})\s+)?(?P<day>{_alternatives(_DAYS_ELSEWHERE)})"
+    rf"(?:\s+(?P<next_after>{_NEXT_AFTER}))?"
+)
+_DATE_ELSEWHERE = (
+    rf"(?P<date>\d{{4}}-\d{{2}}-\d{{2}}|\d{{1,2}}\.\d{{1,2}}\.(?:\d{{2,4}})?|\d{{1,2}}/\d{{1,2}}"
+    rf"(?:/\d{{2,4}})?|\d{{1,2}}\.?\s+(?:de\s+)?(?P<month>{_alternatives(_MONTHS_ELSEWHERE)})\b"
+    rf"(?:\s+(?:de\s+)?\d{{4}})?)"
+)
+# "17 Uhr", "10h30", "avant 10 heures", "voor 12.00 uur", "alle 15:00". Not "1 hora": "até 1
+# hora" is "up to an hour"; Spanish and Portuguese write a time "a las 10" or "às 10h".
+_TIME_ELSEWHERE = (
+    r"(?:(?:um|à|a las|alle|às|om)\s+)?"
+    r"(?P<time>\d{1,2}(?:[:h.]\d{2})?\s*(?:uhr|h|heures?|uur)\b|\d{1,2}:\d{2})"
+)
+_PATTERNS_ELSEWHERE = [
+    re.compile(rf"\b{_TRIGGER_ELSEWHERE}\s+{_DAY_ELSEWHERE}\b(?:\s*,?\s*{_TIME_ELSEWHERE})?", re.I),
+    re.compile(rf"\b{_TRIGGER_ELSEWHERE}\s+{_DATE_ELSEWHERE}(?:\s*,?\s*{_TIME_ELSEWHERE})?", re.I),
+    re.compile(rf"\b{_TRIGGER_ELSEWHERE}\s+{_TIME_ELSEWHERE}", re.I),
+    re.compile(
+        r"\b(?P<within>innerhalb(?: von| der nächsten)?|binnen|sous|dans les|en un plazo de|"
+        r"en las próximas|en los próximos|dentro de|entro|nel giro di|no prazo de|nas próximas|"
+        rf"nos próximos)\s+(?P<count>\d{{1,3}}|{_ONE_ELSEWHERE})\s+"
+        rf"(?P<unit>{_alternatives(_UNITS_ELSEWHERE)})\b",
+        re.I,
+    ),
+]
+_RANGE_BEFORE = re.compile(
+    rf"(\b(von|ab|zwischen|de|das|dalle)\s+)?(\d{{1,2}}([:.h]\d{{2}})?\s*(uhr|h)?|"
+    rf"{_alternatives(_DAYS_ELSEWHERE)})\s*$",
+    re.I,
+)
+
 
 @dataclass
 class Deadline:
@@ -52,33 +143,26 @@ def _clock(text: str | None, default: time) -> time:
     return parsed.time()
 
 
-def _resolve(match: re.Match, sent: datetime) -> datetime | None:
-    groups = match.groupdict()
-    end_of_day = time(17, 0)
-    if groups.get("within"):
-        count = groups["count"].lower()
-        amount = _NUMBERS.get(count) or int(count)
-        unit = groups["unit"].lower()
-        if unit.startswith("hour"):
-            return sent + timedelta(hours=amount)
-        if unit.startswith("week"):
-            return sent + timedelta(weeks=amount)
-        return sent + timedelta(days=amount)
-    clock = _clock(groups.get("time"), end_of_day)
-    day = (groups.get("day") or "").lower()
-    if groups.get("date"):
-        try:
-            parsed = date_parser.parse(
-                groups["date"], default=sent.replace(tzinfo=None), dayfirst=False
-            )
-        except (ValueError, OverflowError):
-            return None
-        due = datetime.combine(parsed.date(), clock, tzinfo=sent.tzinfo)
-        if due < sent - timedelta(days=180) and not re.search(r"\d{4}", groups["date"]):
-            due = due.replace(year=due.year + 1)  # "by March 3" written in December
-        return due
+def _clock_elsewhere(text: str | None, default: time) -> time:
+    """ "17 Uhr", "10h30", "12:00", "15.00 uur" as a time of day."""
+    if not text:
+        return default
+    hour, minute = re.match(r"(\d{1,2})(?:[:h.](\d{2}))?", text).groups()
+    return time(int(hour), int(minute or 0))
+
+
+def _english_day(word: str) -> str:
+    word = word.lower()
+    for english, words in _DAYS_ELSEWHERE.items():
+        if re.fullmatch(words, word):
+            return english
+    return word
+
+
+def _on_day(day: str, clock: time, sent: datetime, *, clock_given: bool) -> datetime:
+    """The moment "by <day>" means, said at sent."""
     base = sent.date()
-    if day in ("tomorrow",):
+    if day == "tomorrow":
         base += timedelta(days=1)
     elif day.startswith("end of") and "week" in day:
         base += timedelta(days=(4 - sent.weekday()) % 7)
@@ -88,20 +172,114 @@ def _resolve(match: re.Match, sent: datetime) -> datetime | None:
         if day.startswith("next ") and ahead < 7:
             ahead += 7 if ahead <= 2 else 0
         base += timedelta(days=ahead)
-    if day == "tonight" and not groups.get("time"):
+    if day == "tonight" and not clock_given:
         clock = time(21, 0)
     return datetime.combine(base, clock, tzinfo=sent.tzinfo)
 
 
-def find_deadlines(text: str, sent: datetime) -> list[Deadline]:
+def _on_date(day: date, clock: time, sent: datetime, *, year_given: bool) -> datetime:
+    due = datetime.combine(day, clock, tzinfo=sent.tzinfo)
+    if due < sent - timedelta(days=180) and not year_given:
+        due = due.replace(year=due.year + 1)  # "by March 3" written in December
+    return due
+
+
+def _within(count: str, unit: str, sent: datetime) -> datetime:
+    amount = _NUMBERS.get(count.lower()) or (1 if not count.isdigit() else int(count))
+    if unit.startswith("hour"):
+        return sent + timedelta(hours=amount)
+    if unit.startswith("week"):
+        return sent + timedelta(weeks=amount)
+    return sent + timedelta(days=amount)
+
+
+def _resolve(match: re.Match, sent: datetime) -> datetime | None:
+    groups = match.groupdict()
+    end_of_day = time(17, 0)
+    if groups.get("within"):
+        return _within(groups["count"], groups["unit"].lower(), sent)
+    clock = _clock(groups.get("time"), end_of_day)
+    if groups.get("date"):
+        try:
+            parsed = date_parser.parse(
+                groups["date"], default=sent.replace(tzinfo=None), dayfirst=False
+            )
+        except (ValueError, OverflowError):
+            return None
+        year_given = bool(re.search(r"\d{4}", groups["date"]))
+        return _on_date(parsed.date(), clock, sent, year_given=year_given)
+    day = (groups.get("day") or "").lower()
+    return _on_day(day, clock, sent, clock_given=bool(groups.get("time")))
+
+
+def _resolve_elsewhere(match: re.Match, text: str, sent: datetime) -> datetime | None:
+    groups = match.groupdict()
+    trigger = groups.get("trigger") or ""
+    if trigger.lower().startswith(("bis", "até", "vor")):
+        before = text[max(0, match.start() - 24) : match.start()]
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        line_end = text.find("\n", match.end())
+        rest_of_line = text[match.end() : line_end if line_end != -1 else len(text)]
+        before_on_line = text[line_start : match.start()].strip()
+        opens_line = not before_on_line or before_on_line.endswith(",")
+        farewell = opens_line and not rest_of_line.strip(" !.,")  # "Obrigado, até amanhã!"
+        if _RANGE_BEFORE.search(before) or farewell:
+            return None  # also "von 9 bis 17 Uhr", "Montag bis Freitag"
+    if groups.get("within"):
+        unit = groups["unit"].lower()
+        english = next(e for e, words in _UNITS_ELSEWHERE.items() if re.fullmatch(words, unit))
+        return _within(groups["count"], english, sent)
+    clock = _clock_elsewhere(groups.get("time"), time(17, 0))
+    if groups.get("date"):
+        due = _date_elsewhere(groups, clock, sent)
+    else:
+        day = _english_day(groups.get("day") or "")
+        if trigger.lower() == "voor" and day in ("today", "tonight"):
+            return None  # "bedankt voor vandaag": thanks for today
+        if day in _WEEKDAYS and (groups.get("next_before") or groups.get("next_after")):
+            day = f"next {day}"
+        due = _on_day(day, clock, sent, clock_given=bool(groups.get("time")))
+    # A moment already past when the message was sent is not something still due.
+    return due if due is None or due > sent else None
+
+
+def _date_elsewhere(groups: dict, clock: time, sent: datetime) -> datetime | None:
+    """ "15. März", "18 de março", "15.03.", "15/03/2026": the day comes before the month."""
+    text = groups["date"]
+    numbers = [int(n) for n in re.findall(r"\d+", text)]
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return _on_date(date.fromisoformat(text), clock, sent, year_given=True)
+        if groups.get("month"):
+            month_word = groups["month"].lower()
+            month = next(i for i, words in enumerate(_MONTHS_ELSEWHERE, 1)
+                         if re.fullmatch(words, month_word))  # fmt: skip
+            day, year = numbers[0], (numbers[1] if len(numbers) > 1 else None)
+        else:
+            day, month = numbers[0], numbers[1]
+            year = numbers[2] if len(numbers) > 2 else None
+        if year is not None and year < 100:
+            year += 2000
+        due_day = date(year or sent.year, month, day)
+    except (ValueError, IndexError, StopIteration):
+        return None
+    return _on_date(due_day, clock, sent, year_given=year is not None)
+
+
+def find_deadlines(text: str, sent: datetime, language: str | None = None) -> list[Deadline]:
+    """The deadlines in text, soonest first. language: the text's, where known; English text
+    is not searched for the other languages' words, which would triple the time it takes."""
     found: list[Deadline] = []
     taken: list[tuple[int, int]] = []
-    for pattern in _PATTERNS:
+    patterns = [(p, False) for p in _PATTERNS]
+    if language != "en":
+        patterns += [(p, True) for p in _PATTERNS_ELSEWHERE]
+    for pattern, elsewhere in patterns:
         for match in pattern.finditer(text):
             if any(match.start() < end and start < match.end() for start, end in taken):
                 continue
             try:
-                due = _resolve(match, sent)
+                due = _resolve_elsewhere(match, text, sent) if elsewhere else _resolve(match, sent)
             except (ValueError, OverflowError):
                 due = None
             if due is not None:

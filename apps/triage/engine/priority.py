@@ -116,7 +116,8 @@ _RECEIPT = re.compile(
 )
 # Categories that mean there is no problem to fix now (feedback: opinions and suggestions;
 # other: mail about anything else). Words like "urgent" or "broken" there describe a story or an
-# opinion, not work for today; frustration still counts.
+# opinion, and "the answer came within an hour" is praise, not a deadline: not work for today.
+# Frustration still counts.
 NO_IMMEDIATE_PROBLEM = frozenset({"feedback", "other"})
 # "By tomorrow" sent in the afternoon is due some 25 hours later, and is as pressing as "by
 # tonight": a deadline within the next working day counts fully.
@@ -210,8 +211,8 @@ def prioritize(
         reasons.append(f"says it is solved: {', '.join(resolved[:2])} (-25)")
 
     sent = message.date or datetime.now(UTC)
-    deadlines = find_deadlines(text, sent)
-    if deadlines:
+    deadlines = find_deadlines(text, sent, message.language)
+    if deadlines and category not in NO_IMMEDIATE_PROBLEM:
         hours = deadlines[0].hours_after(sent)
         points = 20 if hours <= DUE_SOON_HOURS else 12 if hours <= 72 else 5
         score += points
