@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from apps.triage.engine.classify import category_text
 from apps.triage.engine.deadlines import find_deadlines
 from apps.triage.engine.draft import ApprovedReply, compose_draft, find_references, load_templates
 from apps.triage.engine.priority import PriorityPolicy, prioritize
@@ -229,3 +230,17 @@ def test_retrieval_of_an_approved_reply():
     elsewhere = compose_draft(message, "billing", templates=load_templates(), key_point="", deadlines=[],
                               suspicious=False, message_vector=vector, library=library)  # fmt: skip
     assert elsewhere.source == "template"
+
+
+def test_a_forward_is_read_with_the_message_it_forwards():
+    forward = make_message(
+        "FYI, see below.\n\n---------- Forwarded message ---------\nFrom: Laure <laure@fenwick.example>\n"
+        "Date: Tue, 3 Mar 2026 at 09:12\nSubject: liability cap\nTo: Sam <sam@example.com>\n\n"
+        "Could you confirm the liability cap in clause 9 of our contract?\n",
+        subject="Fwd: liability cap",
+    )  # fmt: skip
+    text = category_text(forward)
+    assert "FYI, see below." in text and "liability cap in clause 9" in text
+    assert "laure@fenwick.example" not in text  # the forwarded headers are left out
+    reply = make_message("Thanks!\n\nOn Tue, 3 Mar 2026 at 09:12, Laure wrote:\n> clause 9?\n")
+    assert "clause 9" not in category_text(reply)  # quoted history is not a forward
