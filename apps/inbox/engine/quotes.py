@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# A line that opens the quoted history, in the forms common mail clients write.
+# A line that opens the quoted history, in the forms common mail clients write; the first eight
+# are attributions, which clients wrap over more lines.
 _QUOTE_HEADERS = [
     re.compile(r"^\s*On\b.{0,300}\bwrote:\s*$", re.I | re.S),
     re.compile(r"^\s*Le\b.{0,300}\ba écrit\s*:\s*$", re.I | re.S),
@@ -73,13 +74,14 @@ def _quote_header_length(lines: list[str], index: int) -> int:
     """How many lines the history's opening header at index takes (0 when there is none)."""
     line = lines[index]
     # "On Tue, 3 Mar 2024 at 10:00, Jane <jane@example.com>" often wraps before "wrote:".
-    wraps = line.strip().lower().startswith(_WRAPPED_HEADER_STARTS)
-    for pattern in _QUOTE_HEADERS:
-        if pattern.match(line):
-            return 1
-        for extra in (1, 2) if wraps else ():
+    if any(pattern.match(line) for pattern in _QUOTE_HEADERS):
+        return 1
+    if line.strip().lower().startswith(_WRAPPED_HEADER_STARTS):
+        for extra in (1, 2):
+            if index + extra >= len(lines):
+                break
             joined = " ".join(part.strip() for part in lines[index : index + extra + 1])
-            if index + extra < len(lines) and pattern.match(joined):
+            if any(pattern.match(joined) for pattern in _QUOTE_HEADERS[:8]):
                 return extra + 1
     if _OUTLOOK_HEADER.match(line):
         following = lines[index + 1 : index + 5]
@@ -88,24 +90,30 @@ def _quote_header_length(lines: list[str], index: int) -> int:
     return 0
 
 
-def _next_content(lines: list[str], index: int) -> str:
-    for line in lines[index + 1 :]:
-        if line.strip():
-            return line
-    return ""
+def _next_contents(lines: list[str]) -> list[str]:
+    """For each line, the first non-blank line after it ("" at the end): one pass from the end,
+    so that a message of many blank lines costs no more than its length."""
+    following = [""] * len(lines)
+    upcoming = ""
+    for index in range(len(lines) - 1, -1, -1):
+        following[index] = upcoming
+        if lines[index].strip():
+            upcoming = lines[index]
+    return following
 
 
 def split_reply(text: str) -> SplitText:
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    following = _next_contents(lines)
     kept: list[str] = []
     quoted: list[str] = []
+    written = False  # whether the writer's own text has begun
     index = 0
     while index < len(lines):
         line = lines[index]
         header = _quote_header_length(lines, index)
-        above_quotes = _next_content(lines, index + max(header, 1) - 1).lstrip().startswith(">")
-        nothing_above = not any(k.strip() for k in kept)
-        if header and (above_quotes or nothing_above):
+        above_quotes = following[index + max(header, 1) - 1].lstrip().startswith(">")
+        if header and (above_quotes or not written):
             # An attribution above ">" quotes (bottom-posting, interleaved answers): only the
             # quoted lines are history; the writer's own lines between them are new. With
             # nothing written above it, the message is below it: a forward without a comment,
@@ -117,10 +125,12 @@ def split_reply(text: str) -> SplitText:
             # Top-posting: everything from here down is the history, quoted or not.
             quoted.extend(lines[index:])
             break
-        if above_quotes and len(line) <= 200 and _ATTRIBUTION.search(line):
+        attribution = above_quotes and len(line) <= 200 and _ATTRIBUTION.search(line)
+        if attribution or line.lstrip().startswith(">"):
             quoted.append(line)
         else:
-            (quoted if line.lstrip().startswith(">") else kept).append(line)
+            kept.append(line)
+            written = written or bool(line.strip())
         index += 1
 
     signature: list[str] = []
