@@ -138,6 +138,7 @@ def test_display_name_holding_another_address():
         # аррӏе.com: all Cyrillic, with a palochka for the l.
         ("xn--80ak6aa92e.com", "apple.com", "confusable_characters"),
         ("paypal.com.secure-login.net", "paypal.com", "contains_brand"),
+        ("xn--microsof-vch.com", "microsoft.com", "confusable_characters"),  # Cyrillic т
     ],
 )
 def test_lookalike_domains(domain, target, how):

@@ -27,8 +27,12 @@ WELL_KNOWN_DOMAINS = (
 
 # Characters and sequences that read alike in most fonts, mapped to the letter they imitate.
 # Unicode's confusables (its security mechanisms' table, through confusable_homoglyphs) are folded
-# first, after NFKD; these are the digits and sequences it leaves to the reader.
-_CONFUSABLE_CHARS = {"0": "o", "1": "l", "3": "e", "5": "s", "|": "l"}
+# after NFKD; these are what it leaves out: digits, and Cyrillic and Greek letters that pass for
+# Latin ones in lowercase ("aмazon" with a Cyrillic м).
+_CONFUSABLE_CHARS = {
+    "0": "o", "1": "l", "3": "e", "5": "s", "|": "l",
+    "к": "k", "м": "m", "т": "t", "в": "b", "н": "h", "τ": "t", "ε": "e", "κ": "k",
+}  # fmt: skip
 _CONFUSABLE_SEQUENCES = (("rn", "m"), ("vv", "w"), ("cl", "d"), ("l", "i"))
 
 # Big mail providers whose names are one letter from another's (mail.com and gmail.com): mail
