@@ -160,7 +160,11 @@ def test_per_server_rate_limit_holds_at_the_server(farm, make_verifier):
     times = farm.stats["127.0.0.10"].rcpt_times
     assert len(times) >= 12
     # Token-bucket conformance: any run of n probes spans at least (n - burst) / rate seconds.
-    slack = 0.02
+    # The farm stamps a probe when its loop gets to it; on a loaded machine that loop can stall
+    # for tens of milliseconds and stamp two probes sent 100 ms apart together. The slack covers
+    # such a stall; a missing limit still fails, as twelve probes would arrive within a few
+    # milliseconds against the 1 s the run must span.
+    slack = 0.1
     for i in range(len(times)):
         for j in range(i + burst, len(times)):
             assert times[j] - times[i] >= (j - i + 1 - burst) / rate - slack
