@@ -45,6 +45,7 @@ def test_no_deadline_in_plain_text():
         ("Bitte schicken Sie den Vertrag bis Freitag, 17 Uhr.", "2026-03-06T17:00"),
         ("Die Rechnung ist bis zum 15. März fällig.", "2026-03-15T17:00"),
         ("Zahlbar bis 31.03.2026.", "2026-03-31T17:00"),
+        ("Bitte heute bis 17 Uhr.", "2026-03-04T17:00"),  # not the end of a range
         ("Bitte antworten Sie innerhalb von 24 Stunden.", "2026-03-05T10:00"),
         ("Pouvez-vous l'envoyer d'ici demain 10h ?", "2026-03-05T10:00"),
         ("La facture doit être payée avant vendredi.", "2026-03-06T17:00"),

@@ -117,9 +117,11 @@ _PATTERNS_ELSEWHERE = [
         re.I,
     ),
 ]
+# A time or a weekday right before "bis": the end of a range ("9 bis 17 Uhr", "Montag bis
+# Freitag"), where "heute bis 17 Uhr" is a deadline.
 _RANGE_BEFORE = re.compile(
-    rf"(\b(von|ab|zwischen|de|das|dalle)\s+)?(\d{{1,2}}([:.h]\d{{2}})?\s*(uhr|h)?|"
-    rf"{_alternatives(_DAYS_ELSEWHERE)})\s*$",
+    rf"\b(\d{{1,2}}([:.h]\d{{2}})?\s*(uhr|h)?|"
+    rf"{'|'.join(_DAYS_ELSEWHERE[day] for day in _WEEKDAYS)})\s*$",
     re.I,
 )
 
