@@ -229,7 +229,9 @@ def _resolve_elsewhere(match: re.Match, text: str, sent: datetime) -> datetime |
             return None  # also "von 9 bis 17 Uhr", "Montag bis Freitag"
     if groups.get("within"):
         unit = groups["unit"].lower()
-        english = next(e for e, words in _UNITS_ELSEWHERE.items() if re.fullmatch(words, unit))
+        english = next(
+            (e for e, words in _UNITS_ELSEWHERE.items() if re.fullmatch(words, unit)), "days"
+        )
         return _within(groups["count"], english, sent)
     clock = _clock_elsewhere(groups.get("time"), time(17, 0))
     if groups.get("date"):
