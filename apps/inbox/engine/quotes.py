@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# A line that opens the quoted history, in the forms common mail clients write; the first eight
-# are attributions, which clients wrap over more lines.
-_QUOTE_HEADERS = [
+# Attributions: "On ... wrote:" in the languages of our mail. Clients wrap them over more lines.
+_ATTRIBUTION_HEADERS = [
     re.compile(r"^\s*On\b.{0,300}\bwrote:\s*$", re.I | re.S),
     re.compile(r"^\s*Le\b.{0,300}\ba écrit\s*:\s*$", re.I | re.S),
     re.compile(r"^\s*Am\b.{0,300}\bschrieb\b.{0,80}:\s*$", re.I | re.S),
@@ -16,13 +15,21 @@ _QUOTE_HEADERS = [
     re.compile(r"^\s*Op\b.{0,300}\bschreef\b.{0,80}:\s*$", re.I | re.S),
     re.compile(r"^\s*Em\b.{0,300}\bescreveu:\s*$", re.I | re.S),
     re.compile(r"^\s*(Den|På)\b.{0,300}\bskrev\b.{0,80}:\s*$", re.I | re.S),
-    re.compile(r"^\s*-{2,}\s*Original Message\s*-{2,}\s*$", re.I),
+]  # fmt: skip
+# The line above a forwarded message.
+_FORWARD_HEADERS = [
     re.compile(r"^\s*-{2,}\s*(Forwarded message|Message transféré|Weitergeleitete Nachricht|"
                r"Mensaje reenviado|Messaggio inoltrato|Mensagem encaminhada|Doorgestuurd bericht)"
                r"\s*-{2,}\s*$", re.I),
-    re.compile(r"^\s*_{20,}\s*$"),  # Outlook's rule above the quoted From, Sent, To, Subject
     re.compile(r"^\s*Begin forwarded message:\s*$", re.I),
 ]  # fmt: skip
+# A line that opens the quoted history, in the forms common mail clients write.
+_QUOTE_HEADERS = [
+    *_ATTRIBUTION_HEADERS,
+    re.compile(r"^\s*-{2,}\s*Original Message\s*-{2,}\s*$", re.I),
+    *_FORWARD_HEADERS,
+    re.compile(r"^\s*_{20,}\s*$"),  # Outlook's rule above the quoted From, Sent, To, Subject
+]
 # Where a client wraps a long attribution, its first line starts with one of these.
 _WRAPPED_HEADER_STARTS = ("on ", "le ", "am ", "el ", "il giorno ", "op ", "em ", "den ", "på ")
 # "Jane Doe wrote:", "--- In list@..., Bob <b@...> wrote:": an attribution in any form. Alone it
@@ -37,6 +44,8 @@ _OUTLOOK_FOLLOWERS = re.compile(
     r"To|À|An|Para|A|Aan|Subject|Objet|Betreff|Asunto|Oggetto|Assunto|Onderwerp)\s*:",
     re.I,
 )
+# Header lines of a forwarded message that Outlook's block does not name.
+_OTHER_FORWARDED_FIELDS = re.compile(r"^\s*\*?(Cc|Enviada)\s*:", re.I)
 _SIGN_OFF = re.compile(
     r"^\s*(best|kind|warm|many thanks|thanks|thank you|thx|cheers|regards|sincerely|best regards|"
     r"kind regards|warm regards|best wishes|all the best|yours|"
@@ -81,7 +90,7 @@ def _quote_header_length(lines: list[str], index: int) -> int:
             if index + extra >= len(lines):
                 break
             joined = " ".join(part.strip() for part in lines[index : index + extra + 1])
-            if any(pattern.match(joined) for pattern in _QUOTE_HEADERS[:8]):
+            if any(pattern.match(joined) for pattern in _ATTRIBUTION_HEADERS):
                 return extra + 1
     if _OUTLOOK_HEADER.match(line):
         following = lines[index + 1 : index + 5]
@@ -173,3 +182,14 @@ def _is_signature(after: list[str]) -> bool:
         return False
     # Below the name: title, company, address, phone, a legal notice; never a question.
     return not any(_QUESTION.search(line) or _POSTSCRIPT.match(line) for line in after)
+
+
+def forwarded_message(quoted: str) -> str | None:
+    """The message a forward carries: the quoted history below its forwarded-message line,
+    without the From, Date, To and Subject lines; None where the history is not a forward."""
+    first, _, rest = quoted.partition("\n")
+    if not any(pattern.match(first) for pattern in _FORWARD_HEADERS):
+        return None
+    fields = (_OUTLOOK_HEADER, _OUTLOOK_FOLLOWERS, _OTHER_FORWARDED_FIELDS)
+    lines = [line for line in rest.split("\n") if not any(f.match(line) for f in fields)]
+    return "\n".join(lines).strip()

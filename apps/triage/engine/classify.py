@@ -3,7 +3,6 @@ trained on the taxonomy's descriptions and examples."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +13,7 @@ from sklearn.preprocessing import normalize
 from sklearn.svm import LinearSVC
 
 from apps.inbox.engine import ParsedMessage
+from apps.inbox.engine.quotes import forwarded_message
 from apps.triage.engine.hashing import CHAR_NGRAMS
 from apps.triage.engine.learning import Learned
 from apps.triage.engine.rules import header_category
@@ -78,29 +78,14 @@ class CategoryDecision:
         }
 
 
-# The first line of a forwarded message's history, and the header lines under it.
-_FORWARDED = re.compile(
-    r"^\s*(-{2,}\s*(Forwarded message|Message transféré|Weitergeleitete Nachricht|Mensaje "
-    r"reenviado|Messaggio inoltrato|Mensagem encaminhada|Doorgestuurd bericht)\s*-{2,}|"
-    r"Begin forwarded message:)",
-    re.I,
-)
-_FORWARDED_HEADER = re.compile(
-    r"^\s*\*?(From|Date|Sent|To|Cc|Subject|Von|Datum|An|Betreff|De|Envoyé|À|Objet|Fecha|Para|"
-    r"Asunto|Da|Data|A|Oggetto|Enviada|Assunto|Van|Verzonden|Aan|Onderwerp)\s*:",
-    re.I,
-)
-
-
 def category_text(message: ParsedMessage) -> str:
     """What the category head reads: the subject and what this message adds. A forward adds the
     message it forwards: "FYI, see below" says little, the customer's mail below it says what
     it is about."""
     text = f"{message.subject}\n{message.new_text or message.text}"
-    if message.new_text and _FORWARDED.match(message.quoted_text or ""):
-        forwarded = [line for line in message.quoted_text.split("\n")[1:]
-                     if not _FORWARDED_HEADER.match(line)]  # fmt: skip
-        text += "\n" + "\n".join(forwarded).strip()
+    forwarded = forwarded_message(message.quoted_text or "") if message.new_text else None
+    if forwarded is not None:
+        text += "\n" + forwarded
     return text[:4000]
 
 
