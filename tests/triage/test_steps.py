@@ -75,6 +75,18 @@ def test_a_deadline_does_not_raise_feedback():
     assert any("deadline" in reason for reason in prioritize(praise, "support").reasons)
 
 
+def test_a_deadline_days_away_is_not_for_today():
+    far = make_message("Could you answer our auditor's questions by March 20?", subject="Audit")
+    decision = prioritize(far, "security")  # 40: P2 alone, and +5 would make it P1
+    assert decision.level == "P2" and decision.score == 44
+    assert any("days away: not for today" in reason for reason in decision.reasons)
+    soon = make_message("Could you answer our auditor's questions by Friday?", subject="Audit")
+    assert prioritize(soon, "security").level == "P1"  # 55 h away: +12
+    # A message already at P1 for other reasons keeps the deadline's points.
+    blocked = make_message("Logins fail for every user. Fix it by March 20.", subject="Audit")
+    assert "(+5)" in " ".join(prioritize(blocked, "account").reasons)
+
+
 def test_english_text_is_not_searched_for_other_languages_words():
     assert find_deadlines("Zahlbar bis Freitag.", WEDNESDAY, "de")
     assert find_deadlines("Zahlbar bis Freitag.", WEDNESDAY, "en") == []

@@ -122,6 +122,10 @@ NO_IMMEDIATE_PROBLEM = frozenset({"feedback", "other"})
 # "By tomorrow" sent in the afternoon is due some 25 hours later, and is as pressing as "by
 # tonight": a deadline within the next working day counts fully.
 DUE_SOON_HOURS = 36
+# A deadline days away is work for this week: it adds a little, but never makes the message
+# one for today ("questions about the notice, by next Friday" is not P1 for its date).
+DUE_THIS_WEEK_HOURS = 72
+P1_FLOOR = next(floor for floor, level in LEVELS if level == "P1")
 FRUSTRATED_FLOOR = 45  # P1: an angry or repeat complaint waits no longer than today
 
 
@@ -214,10 +218,13 @@ def prioritize(
     deadlines = find_deadlines(text, sent, message.language)
     if deadlines and category not in NO_IMMEDIATE_PROBLEM:
         hours = deadlines[0].hours_after(sent)
-        points = 20 if hours <= DUE_SOON_HOURS else 12 if hours <= 72 else 5
+        points = 20 if hours <= DUE_SOON_HOURS else 12 if hours <= DUE_THIS_WEEK_HOURS else 5
+        capped = ""
+        if hours > DUE_THIS_WEEK_HOURS and score < P1_FLOOR <= score + points:
+            points, capped = P1_FLOOR - 1 - score, ", days away: not for today"
         score += points
         reasons.append(f"deadline {deadlines[0].text!r} ({deadlines[0].due:%Y-%m-%d %H:%M}, "
-                       f"{hours:.0f} h after sending) (+{points})")  # fmt: skip
+                       f"{hours:.0f} h after sending) (+{points}{capped})")  # fmt: skip
 
     sender = (message.from_address or "").lower()
     domain = sender.rsplit("@", 1)[-1] if "@" in sender else ""
