@@ -126,7 +126,7 @@ DUE_SOON_HOURS = 36
 # one for today ("questions about the notice, by next Friday" is not P1 for its date).
 DUE_THIS_WEEK_HOURS = 72
 P1_FLOOR = next(floor for floor, level in LEVELS if level == "P1")
-FRUSTRATED_FLOOR = 45  # P1: an angry or repeat complaint waits no longer than today
+FRUSTRATED_FLOOR = P1_FLOOR  # an angry or repeat complaint waits no longer than today
 
 
 @dataclass
