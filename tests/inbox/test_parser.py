@@ -77,6 +77,27 @@ def test_multipart_attachments_and_nested_message():
     assert nested.content_type == "message/rfc822" and nested.size > 0
 
 
+def test_an_invitations_calendar_data_is_an_attachment_not_its_text():
+    # As calendar services send invitations: the calendar data is one of the alternatives.
+    raw = (
+        b"Subject: Invitation: Q4 review\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=OUT\r\n\r\n"
+        b"--OUT\r\nContent-Type: multipart/alternative; boundary=ALT\r\n\r\n"
+        b"--ALT\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nYou are invited to Q4 review.\r\n"
+        b"--ALT\r\nContent-Type: text/calendar; charset=utf-8; method=REQUEST\r\n\r\n"
+        b"BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nSUMMARY:Q4 review\r\n"
+        b"END:VEVENT\r\nEND:VCALENDAR\r\n"
+        b"--ALT--\r\n"
+        b'--OUT\r\nContent-Type: application/ics; name="invite.ics"\r\n'
+        b'Content-Disposition: attachment; filename="invite.ics"\r\n\r\nBEGIN:VCALENDAR\r\n'
+        b"--OUT--\r\n"
+    )
+    message = parse_message(raw)
+    assert message.text == "You are invited to Q4 review."
+    assert "VCALENDAR" not in message.new_text
+    assert [a.content_type for a in message.attachments] == ["text/calendar", "application/ics"]
+
+
 def test_broken_base64_and_garbage_do_not_raise():
     raw = b"Subject: x\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64***\r\n"
     parse_message(raw)

@@ -477,6 +477,13 @@ def _decoded(part: Message, body: _Body) -> bytes:
         return b""
 
 
+# Text that machines read, not people: an invitation's calendar data or a contact card beside
+# the invitation's own words. It is kept as an attachment, not read as what the sender wrote.
+DATA_TEXT_TYPES = frozenset(
+    {"text/calendar", "text/x-vcalendar", "text/vcard", "text/x-vcard", "text/directory"}
+)
+
+
 def _walk_body(part: Message, body: _Body, depth: int = 0) -> None:
     body.parts += 1
     if body.parts > body.limits.max_mime_parts:
@@ -500,7 +507,11 @@ def _walk_body(part: Message, body: _Body, depth: int = 0) -> None:
             if body.parts > body.limits.max_mime_parts:
                 break
         return
-    if disposition == "attachment" or (filename and not content_type.startswith("text/")):
+    if (
+        disposition == "attachment"
+        or (filename and not content_type.startswith("text/"))
+        or content_type in DATA_TEXT_TYPES
+    ):
         _add_attachment(part, content_type, filename, disposition, body)
         return
     if (
