@@ -148,6 +148,22 @@ def test_a_receipt_needs_no_action_unless_something_is_wrong():
     assert prioritize(charged_twice, "billing").level in ("P1", "P2")
 
 
+def test_a_bill_sent_by_a_machine_is_a_statement_unless_a_payment_failed():
+    machine = "Auto-Submitted: auto-generated\n"
+    statement = make_message("Your invoice SH-2026-10-0048213 for EUR 412.00 is attached. It will "
+                             "be charged to your card on file.", subject="Your invoice for October",
+                             sender="Stratohost Billing <billing@stratohost.example>", extra=machine)  # fmt: skip
+    decision = prioritize(statement, "billing")
+    assert decision.level == "P3"
+    assert any(r.startswith("a statement sent by a machine") for r in decision.reasons)
+    failed = make_message("Your payment for invoice SH-2026-10-0048213 failed. Please update your "
+                          "card.", subject="Payment failed", extra=machine)  # fmt: skip
+    assert prioritize(failed, "billing").level == "P2"
+    by_a_person = make_message("Here is our invoice for October, please check the VAT number.",
+                               subject="Invoice for October")  # fmt: skip
+    assert prioritize(by_a_person, "billing").level == "P2"
+
+
 def test_urgent_words_in_an_opinion_are_not_work_for_today():
     opinion = make_message("Honestly the old editor felt broken to me and a dark mode is urgent "
                            "for my eyes, but overall we love the product.",

@@ -35,6 +35,14 @@ def test_deadlines_resolve_against_the_message_date(text, due):
     assert found.due.isoformat().startswith(due)
 
 
+def test_a_clock_time_already_past_means_the_next_morning_and_a_past_date_is_no_deadline():
+    late = datetime(2026, 3, 4, 23, 10, tzinfo=UTC)
+    [found] = find_deadlines("Please have it fixed by 9am.", late)
+    assert found.due.isoformat().startswith("2026-03-05T09:00")
+    assert find_deadlines("We needed it by 3pm today.", late) == []
+    assert find_deadlines("The report was due March 1.", late) == []
+
+
 def test_no_deadline_in_plain_text():
     assert find_deadlines("We bought it in March and it works well.", WEDNESDAY) == []
 
@@ -85,6 +93,65 @@ def test_a_deadline_days_away_is_not_for_today():
     # A message already at P1 for other reasons keeps the deadline's points.
     blocked = make_message("Logins fail for every user. Fix it by March 20.", subject="Audit")
     assert "(+5)" in " ".join(prioritize(blocked, "account").reasons)
+
+
+def test_a_scanners_finding_waits_for_this_week():
+    beg = make_message(
+        "CRITICAL vulnerability: your domain has no DMARC record, which allows account takeover. "
+        "Please fix urgently and tell us about your bounty.",
+        subject="Critical security vulnerability found",
+    )
+    decision = prioritize(beg, "security")
+    assert decision.level == "P2" and decision.score == 44
+    assert any("a scanner's finding: no dmarc record" in reason for reason in decision.reasons)
+    xss = make_message("Stored XSS in the ticket subject, PoC attached.", subject="XSS report")
+    assert prioritize(xss, "security").level == "P1"  # a real weakness is for today
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("Anmeldung aus Vietnam in unserem Account, das war nicht von uns!", "de"),
+        ("Connexion depuis le Brésil, ce n'était pas nous.", "fr"),
+        ("Vimos un acceso sospechoso a la cuenta de administrador.", "es"),
+        ("Abbiamo notato un accesso sospetto all'account.", "it"),
+        ("Er was een verdachte login op ons account.", "nl"),
+    ],
+)
+def test_an_account_in_someone_elses_hands_is_named_in_each_language(text, language):
+    message = make_message(text, subject="Security")
+    message.language = language
+    decision = prioritize(message, "security")
+    assert any("someone else's hands" in reason for reason in decision.reasons)
+    assert decision.level == "P0"  # 40 + 30: someone may be inside now
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("A colleague entered her password on the fake login page.", "en"),
+        ("Un colega introdujo su contraseña en un correo falso.", "es"),
+        ("Um colega digitou a senha num e-mail falso.", "pt"),
+    ],
+)
+def test_a_password_typed_into_phishing_is_for_today(text, language):
+    message = make_message(text, subject="Phishing")
+    message.language = language
+    decision = prioritize(message, "security")
+    assert decision.level == "P1"  # 40 + 15: changed since, most often; checked today
+    assert any("a password typed into a phishing page" in reason for reason in decision.reasons)
+
+
+def test_an_incident_that_stops_everyone_is_for_now():
+    everyone = make_message("Nobody here can open a ticket, the app is down.", subject="Down")
+    decision = prioritize(everyone, "incident")
+    assert decision.level == "P0"
+    assert any("everyone affected: nobody here can" in reason for reason in decision.reasons)
+    french = make_message("Plus aucun e-mail reçu dans la boîte depuis 7h30.", subject="Panne")
+    french.language = "fr"
+    assert prioritize(french, "incident").level == "P0"
+    one_user = make_message("The export is down for me, colleagues are fine.", subject="Export")
+    assert prioritize(one_user, "incident").level == "P1"
 
 
 def test_english_text_is_not_searched_for_other_languages_words():

@@ -209,9 +209,14 @@ def _resolve(match: re.Match, sent: datetime) -> datetime | None:
         except (ValueError, OverflowError):
             return None
         year_given = bool(re.search(r"\d{4}", groups["date"]))
-        return _on_date(parsed.date(), clock, sent, year_given=year_given)
-    day = (groups.get("day") or "").lower()
-    return _on_day(day, clock, sent, clock_given=bool(groups.get("time")))
+        due = _on_date(parsed.date(), clock, sent, year_given=year_given)
+    else:
+        day = (groups.get("day") or "").lower()
+        due = _on_day(day, clock, sent, clock_given=bool(groups.get("time")))
+        if not day and due <= sent:
+            due += timedelta(days=1)  # "by 6am" written at 11pm: the next morning
+    # A moment already past when the message was sent is not something still due.
+    return due if due > sent else None
 
 
 def _resolve_elsewhere(match: re.Match, text: str, sent: datetime) -> datetime | None:

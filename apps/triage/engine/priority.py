@@ -28,7 +28,13 @@ _IMPACT = re.compile(
     r"breach|compromised|leak(ed)?|not working|stopped working|broken|checkout|black friday|"
     r"payments? (are |is )?failing|(nobody|no one) can|all (of )?(our|my) (agents|staff|team|users|customers)|"
     r"(tickets|data|messages|emails|records) (have |has )?(disappeared|vanished|gone missing|deleted)|"
-    r"(missing|lost|deleted) (tickets|data|messages|emails|records))\b",
+    r"(missing|lost|deleted) (tickets|data|messages|emails|records)|"
+    # The whole team stopped, the server answering with errors, mail no longer arriving.
+    r"(whole|entire) (team|company|office|department|staff)|"
+    r"(http |error |status )50[0234]|50[0234]s|50[0234] errors?|"
+    r"bad gateway|gateway time-?out|service unavailable|internal server error|"
+    r"no (new |inbound |incoming )?(e-?mails?|mail|tickets|messages|chats) (have |has )?"
+    r"(since|arriving|arrived|coming in|come in|for (hours|the last))|none of us)\b",
     re.I,
 )
 
@@ -46,7 +52,36 @@ _IMPACT_ELSEWHERE = re.compile(
     r"ca[íi]da|no funciona|fuera de servicio|producci[óo]n|todos nuestros|"
     r"non funziona|fuori servizio|produzione|tutti i nostri|"
     r"n[ãa]o funciona|fora do ar|produ[çc][ãa]o|parad[oa]|todos os nossos|"
-    r"werkt niet|storing|al onze)\b",
+    r"werkt niet|storing|al onze|"
+    r"(ganze[sn]?|gesamte[sn]?) (team|firma|abteilung|belegschaft)|keine (e-?mails?|mails|tickets|nachrichten) mehr|"
+    r"toute l'[ée]quipe|plus aucun(e)? (e-?mail|mail|ticket|message)s?|"
+    r"todo el equipo|ya no (llegan|recibimos|entran)|"
+    r"tutt[oa] (il team|la squadra|l'ufficio)|non (arriva|arrivano|riceviamo) pi[ùu]|"
+    r"toda a (equipe|equipa)|n[ãa]o (chega|chegam|recebemos) mais|"
+    r"het hele team|geen (e-?mails?|mails|tickets|berichten) meer|"
+    r"(fehler|erreur|error|errore|erro|fout) 50[0234]|bei allen|f[üu]r alle (agenten|mitarbeiter|nutzer|kollegen)|"
+    r"pour tous les (agents|utilisateurs|clients)|para todos los (agentes|usuarios|clientes)|"
+    r"per tutti gli (operatori|utenti|agenti)|para todos os (agentes|usu[áa]rios|clientes)|"
+    r"voor alle (agenten|medewerkers|gebruikers|klanten))\b",
+    re.I,
+)
+# Everyone stopped, not one person: an incident this wide is for now, not for later today.
+_EVERYONE = re.compile(
+    r"\b(all (of )?(our |my )?(users|customers|agents|staff|team)|every (user|customer|agent)|"
+    r"(nobody|no one|none of us) (here )?(can|is able|has (received|got))|"
+    r"(whole|entire) (team|company|office|department|staff)|"
+    r"no (new |inbound |incoming )?(e-?mails?|mail|tickets|messages|chats) (have |has )?"
+    r"(since|arriving|arrived|coming in|come in|for (hours|the last))|"
+    r"alle (unsere )?(nutzer|kunden|agenten|mitarbeiter)|(ganze[sn]?|gesamte[sn]?) (team|firma|abteilung)|"
+    r"keine (e-?mails?|mails|tickets|nachrichten) mehr|tous nos|toute l'[ée]quipe|"
+    r"plus aucun(e)? (e-?mail|mail|ticket|message)s?|todos nuestros|todo el equipo|ya no (llegan|recibimos|entran)|"
+    r"tutti i nostri|tutt[oa] (il team|la squadra|l'ufficio)|non (arriva|arrivano|riceviamo) pi[ùu]|"
+    r"todos os nossos|toda a (equipe|equipa)|n[ãa]o (chega|chegam|recebemos) mais|"
+    r"al onze|het hele team|geen (e-?mails?|mails|tickets|berichten) meer|"
+    r"bei allen|f[üu]r alle (agenten|mitarbeiter|nutzer|kollegen)|"
+    r"pour tous les (agents|utilisateurs|clients)|para todos los (agentes|usuarios|clientes)|"
+    r"per tutti gli (operatori|utenti|agenti)|para todos os (agentes|usu[áa]rios|clientes)|"
+    r"voor alle (agenten|medewerkers|gebruikers|klanten))\b",
     re.I,
 )
 # Frustration: a customer who has written before, is angry, or is about to leave.
@@ -65,6 +100,15 @@ _FRUSTRATION = re.compile(
     r"(terceira|quarta) vez|inaceit[áa]vel|derde keer|onacceptabel|opzeggen)\b",
     re.I,
 )
+# Leaving is frustration in a complaint, but the request itself where an account is closed, and
+# a prospect comparing vendors is shopping.
+_LEAVING = re.compile(
+    r"(cancel (our|my|the) (subscription|account|contract|plan)|(we|i) (will|'ll|are going to) "
+    r"(cancel|leave|switch)|switch(ing)? to (a |another )?(competitor|provider|vendor)|"
+    r"(looking at|considering) (other )?(alternatives|competitors)|k[üu]ndigen|r[ée]silier|disdire|opzeggen)",
+    re.I,
+)
+LEAVING_IS_THE_REQUEST = frozenset({"account", "sales"})
 # A sender telling us the problem is solved: thanks, nothing left to do.
 _RESOLVED = re.compile(
     r"\b(that (fixed|solved|did) (it|the trick)|(it'?s|it is|all) (working|good|sorted|fine) now|"
@@ -84,9 +128,27 @@ _COMPROMISE = re.compile(
     r"(leaked|exposed|published|committed|pushed)|(public|publicly visible) (repo|repository|github)|"
     r"not (me|us)|(log-?in|sign-?in|logged in|signed in) from (an? )?(unusual|unknown|new|foreign|another)|"
     r"vazad[ao]s?|geleakt|fuite|filtrad[ao]s?|trapelat[oia]|"
+    # A sign-in or access nobody recognises, and "that was not us", in the other languages of our mail.
+    r"(verd[äa]chtige|unbekannte|ungew[öo]hnliche) (anmeldung|zugriff|aktivit[äa]t)|"
+    r"(acc[èe]s|connexion|activit[ée]) (suspect|suspecte|inhabituelle?|inconnue?)|"
+    r"(acceso|inicio de sesi[óo]n|actividad) (sospechos[oa]|inusual|desconocid[oa])|"
+    r"(accesso|attivit[àa]) (sospett[oa]|insolit[oa]|anomal[oa])|"
+    r"(acesso|login|atividade) (suspeit[oa]|incomum|desconhecid[oa])|"
+    r"(verdachte|onbekende|ongebruikelijke) (login|inlog|aanmelding|toegang|activiteit)|"
+    r"nicht von (mir|uns)|(ce )?n'[ée]tait pas (moi|nous)|no (fui|fuimos|hemos sido)|"
+    r"non (sono stat[oa]|siamo stati|eravamo) (io|noi)|n[ãa]o (fui eu|fomos n[óo]s)|niet (door )?(mij|ons)|"
     # Data open to anyone: a database or bucket reachable without a password.
     r"(without|ohne|sans|sin|senza|sem|zonder) (any |jede |jegliche )?(authentication|authentifizierung|"
     r"authentification|autenticaci[óo]n|autenticazione|autentica[çc][ãa]o|authenticatie|password|passwort))\b",
+    re.I,
+)
+# A password typed into a phishing page: changed since, most often, but someone must check today
+# whether it was used.
+_PHISHED = re.compile(
+    r"\b((entered|typed|gave|submitted) (his|her|their|my|our) (password|credentials)|"
+    r"(passwort|kennwort|zugangsdaten) eingegeben|(a |ont )?saisi (son|ses|leur|leurs) (mot de passe|identifiants)|"
+    r"(introdujo|escribi[óo]) (su|sus) (contrase[ñn]a|credenciales)|ha inserito (la (sua )?password|le credenziali)|"
+    r"(introduziu|digitou|inseriu) (a|sua) (password|senha)|(wachtwoord|inloggegevens) ingevuld)\b",
     re.I,
 )
 # A report of a weakness in the product: someone must look today.
@@ -94,6 +156,15 @@ _VULNERABILITY = re.compile(
     r"\b(proof of concept|poc|xss|cross-site|sql injection|remote code execution|rce|ssrf|"
     r"idor|subdomain takeover|account takeover|privilege escalation|open redirect|"
     r"(publicly|openly) (accessible|reachable|exposed)|[öo]ffentlich (zug[äa]nglich|erreichbar))\b",
+    re.I,
+)
+# What scanners find on any domain and unsolicited "bug bounty" mail reports as critical: a
+# missing DMARC or SPF record, clickjacking, absent security headers. Worth a look this week,
+# never today, whatever the subject line says.
+_SCANNER_FINDING = re.compile(
+    r"\b(missing (a )?(dmarc|spf|dkim|caa)( record)?|no (dmarc|spf) record|(dmarc|spf) (record )?(is )?missing|"
+    r"clickjacking|x-frame-options|missing (http )?security headers?|(content-security-policy|hsts) "
+    r"(header )?(is )?missing)\b",
     re.I,
 )
 # A data-subject request (GDPR and its kin) runs on a statutory clock.
@@ -112,6 +183,16 @@ _NEGATED = re.compile(
 _RECEIPT = re.compile(
     r"\b(receipt|payment (received|confirmation|successful)|thank you for your (order|payment|purchase)|"
     r"quittung|zahlungsbest[äa]tigung|re[çc]u de paiement|recibo|ricevuta|comprovante|betalingsbewijs)\b",
+    re.I,
+)
+# A bill sent by a machine (Auto-Submitted) is a statement like a receipt, unless it says that a
+# payment failed or is overdue.
+_BILLING_PROBLEM = re.compile(
+    r"\b(fail(ed|ure)?|declined|overdue|past due|unpaid|outstanding|action required|reminder|"
+    r"suspend\w*|fehlgeschlagen|abgelehnt|[üu]berf[äa]llig|mahnung|zahlungserinnerung|"
+    r"[ée]chec|refus[ée]e?|impay[ée]e?|relance|rechazad[oa]|fallid[oa]|vencid[oa]|pendiente|"
+    r"rifiutat[oa]|non riuscit[oa]|scadut[oa]|sollecito|recusad[oa]|falhou|em atraso|"
+    r"mislukt|geweigerd|achterstallig|herinnering)\b",
     re.I,
 )
 # Categories that mean there is no problem to fix now (feedback: opinions and suggestions;
@@ -182,15 +263,29 @@ def prioritize(
         score += points
         reasons.append(f"business impact: {', '.join(impact[:3])} (+{points})")
 
+    if category == "incident" and impact:
+        everyone = sorted({m.group(0).lower() for m in _EVERYONE.finditer(text)})
+        if everyone:
+            score += 5
+            reasons.append(f"everyone affected: {', '.join(everyone[:2])} (+5)")
+
     compromise = sorted({m.group(0).lower() for m in _COMPROMISE.finditer(text)})
     if compromise and category in ("security", "account", "incident"):
         score += 30
         reasons.append(f"account may be in someone else's hands: {', '.join(compromise[:2])} (+30)")
+    phished = _PHISHED.search(text) if category in ("security", "account") else None
+    if phished and not compromise:
+        score += 15
+        reasons.append(f"a password typed into a phishing page: {phished.group(0).lower()} (+15)")
     if category in ("security", "incident"):
         weakness = sorted({m.group(0).lower() for m in _VULNERABILITY.finditer(text)})
         if weakness:
             score += 15
             reasons.append(f"a weakness reported: {', '.join(weakness[:2])} (+15)")
+    finding = _SCANNER_FINDING.search(text) if category == "security" else None
+    if finding and not compromise and score >= P1_FLOOR:
+        reasons.append(f"a scanner's finding: {finding.group(0).lower()} (held below {P1_FLOOR})")
+        score = P1_FLOOR - 1
     if category == "legal":
         request = sorted({m.group(0).lower() for m in _DATA_SUBJECT.finditer(text)})
         if request:
@@ -198,16 +293,24 @@ def prioritize(
             reasons.append(
                 f"data-subject request on a statutory clock: {', '.join(request[:2])} (+15)"
             )
-    frustration = sorted({m.group(0).lower() for m in _FRUSTRATION.finditer(text)})
+    frustration = sorted({m.group(0).lower() for m in _FRUSTRATION.finditer(text)
+                          if category not in LEAVING_IS_THE_REQUEST
+                          or not _LEAVING.fullmatch(m.group(0))})  # fmt: skip
     if frustration:
         points = min(25, 15 * len(frustration))
         score += points
         reasons.append(f"frustration: {', '.join(frustration[:3])} (+{points})")
     if category == "billing" and not (urgent or impact or frustration):
         receipt = _RECEIPT.search(message.subject)
+        auto_submitted = (message.header("Auto-Submitted") or "").strip().lower()
         if receipt:
             score -= 15
             reasons.append(f"a receipt: {receipt.group(0).lower()} (-15)")
+        elif auto_submitted not in ("", "no") and not _BILLING_PROBLEM.search(text):
+            score -= 15
+            reasons.append(
+                f"a statement sent by a machine (Auto-Submitted: {auto_submitted}) (-15)"
+            )
     resolved = sorted({m.group(0).lower() for m in _RESOLVED.finditer(text)})
     calm = not (urgent or impact or frustration or compromise)
     if resolved and calm:
