@@ -193,6 +193,30 @@ def test_corporate_signature_with_a_legal_notice():
 
 
 @pytest.mark.parametrize(
+    "sign_off",
+    [
+        "Com os melhores cumprimentos,",
+        "Um abraço,",
+        "Un abrazo enorme,",
+        "Quedo atento, muchas gracias.",
+        "Muchas gracias de antemano,",
+        "Merci d'avance,",
+        "Bonne journée,",
+        "Vielen Dank und freundliche Grüße",
+        "Schöne Grüße aus München",
+        "Un caro saluto e a presto,",
+        "Met vriendelijke groet / Kind regards,",
+        "Groetjes,",
+    ],
+)
+def test_sign_offs_in_the_languages_of_our_mail(sign_off):
+    text = f"Could you look at the invoice, please?\n\n{sign_off}\nInês Carvalho\nLusomar, Lda.\n"
+    split = split_reply(text)
+    assert split.new_text == "Could you look at the invoice, please?"
+    assert split.signature.startswith(sign_off) and split.sign_off_name == "Inês Carvalho"
+
+
+@pytest.mark.parametrize(
     ("text", "new_text"),
     [
         # The sign-off is all there is: it is the message.

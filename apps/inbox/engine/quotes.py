@@ -51,10 +51,15 @@ _SIGN_OFF = re.compile(
     r"kind regards|warm regards|best wishes|all the best|yours|"
     r"cordialement|bien cordialement|bien à vous|merci|"
     r"mit freundlichen grüßen|freundliche grüße|viele grüße|beste grüße|liebe grüße|gruß|danke|"
-    r"saludos|un saludo|atentamente|gracias|"
-    r"cordiali saluti|distinti saluti|saluti|grazie|"
-    r"atenciosamente|cumprimentos|obrigad[oa]|abraços|"
-    r"groeten|met vriendelijke groet(en)?|hartelijke groet(en)?|bedankt)\b[\w ,.!]{0,30}$",
+    r"herzliche grüße|schöne grüße|mfg|lg|vielen dank|besten dank|"
+    r"bonne journée|belle journée|salutations|sincères salutations|à bientôt|merci d'avance|"
+    r"saludos|un saludo|un cordial saludo|atentamente|cordialmente|gracias|muchas gracias|"
+    r"un abrazo|abrazos|quedo (atent[oa]|a la espera|a (su|tu) disposición)|"
+    r"cordiali saluti|distinti saluti|saluti|un saluto|un caro saluto|buona giornata|a presto|grazie|"
+    r"atenciosamente|att|cumprimentos|(com os )?melhores cumprimentos|obrigad[oa]|abraços|"
+    r"(um )?abraço|"
+    r"groeten|(met )?vriendelijke groet(en)?|(met )?hartelijke groet(en)?|groetjes|bedankt|"
+    r"alvast bedankt)\b[\w ,.!/]{0,30}$",
     re.I,
 )
 _MOBILE_FOOTER = re.compile(
