@@ -139,7 +139,18 @@ def test_a_password_typed_into_phishing_is_for_today(text, language):
     message.language = language
     decision = prioritize(message, "security")
     assert decision.level == "P1"  # 40 + 15: changed since, most often; checked today
-    assert any("a password typed into a phishing page" in reason for reason in decision.reasons)
+    assert any("a password or key out of our hands" in reason for reason in decision.reasons)
+
+
+def test_a_leaked_key_is_for_today_and_a_login_that_was_not_us_for_now():
+    leaked = make_message("Our API token was pushed to a public GitHub repo for an hour; we "
+                          "revoked it. Can you check whether it was used?", subject="Leaked token")  # fmt: skip
+    decision = prioritize(leaked, "security")
+    assert decision.level == "P1"
+    assert any("a password or key out of our hands" in reason for reason in decision.reasons)
+    inside = make_message("An admin login from Vietnam, that wasn't us, and the token leaked.",
+                          subject="Login")  # fmt: skip
+    assert prioritize(inside, "security").level == "P0"
 
 
 def test_an_incident_that_stops_everyone_is_for_now():
@@ -152,6 +163,17 @@ def test_an_incident_that_stops_everyone_is_for_now():
     assert prioritize(french, "incident").level == "P0"
     one_user = make_message("The export is down for me, colleagues are fine.", subject="Export")
     assert prioritize(one_user, "incident").level == "P1"
+
+
+def test_a_deadline_makes_an_incident_for_today_not_for_now():
+    sync = make_message("The sync has failed since last night. We need it back before end of day.",
+                        subject="Sync failing")  # fmt: skip
+    decision = prioritize(sync, "incident")  # 55, and +20 for the deadline would make it P0
+    assert decision.level == "P1"
+    assert any("a deadline is for today, not for now" in reason for reason in decision.reasons)
+    down = make_message("Production is down for all our agents. Fix it before end of day!",
+                        subject="Down")  # fmt: skip
+    assert prioritize(down, "incident").level == "P0"  # impact, not the deadline, makes it now
 
 
 def test_english_text_is_not_searched_for_other_languages_words():

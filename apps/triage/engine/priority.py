@@ -124,10 +124,7 @@ _COMPROMISE = re.compile(
     r"(didn'?t|don'?t) (make|recognise|recognize|authori[sz]e)|"
     r"(unusual|unknown|unfamiliar|unrecognised|unrecognized|suspicious) (sign-?in|log-?in|login|location|"
     r"country|device|ip|activity|access)|someone (else )?(logged|signed) in|"
-    r"(api )?(key|token|secret|password|credentials?) (was |were |has been |have been )?"
-    r"(leaked|exposed|published|committed|pushed)|(public|publicly visible) (repo|repository|github)|"
     r"not (me|us)|(log-?in|sign-?in|logged in|signed in) from (an? )?(unusual|unknown|new|foreign|another)|"
-    r"vazad[ao]s?|geleakt|fuite|filtrad[ao]s?|trapelat[oia]|"
     # A sign-in or access nobody recognises, and "that was not us", in the other languages of our mail.
     r"(verd[äa]chtige|unbekannte|ungew[öo]hnliche) (anmeldung|zugriff|aktivit[äa]t)|"
     r"(acc[èe]s|connexion|activit[ée]) (suspect|suspecte|inhabituelle?|inconnue?)|"
@@ -142,10 +139,13 @@ _COMPROMISE = re.compile(
     r"authentification|autenticaci[óo]n|autenticazione|autentica[çc][ãa]o|authenticatie|password|passwort))\b",
     re.I,
 )
-# A password typed into a phishing page: changed since, most often, but someone must check today
-# whether it was used.
-_PHISHED = re.compile(
-    r"\b((entered|typed|gave|submitted) (his|her|their|my|our) (password|credentials)|"
+# A password or key out of our hands, leaked or typed into a phishing page: revoked or changed
+# since, most often, but someone must check today whether it was used.
+_EXPOSED = re.compile(
+    r"\b((api )?(key|token|secret|password|credentials?) (was |were |has been |have been )?"
+    r"(leaked|exposed|published|committed|pushed)|(public|publicly visible) (repo|repository|github)|"
+    r"vazad[ao]s?|geleakt|fuite|filtrad[ao]s?|trapelat[oia]|"
+    r"(entered|typed|gave|submitted) (his|her|their|my|our) (password|credentials)|"
     r"(passwort|kennwort|zugangsdaten) eingegeben|(a |ont )?saisi (son|ses|leur|leurs) (mot de passe|identifiants)|"
     r"(introdujo|escribi[óo]) (su|sus) (contrase[ñn]a|credenciales)|ha inserito (la (sua )?password|le credenziali)|"
     r"(introduziu|digitou|inseriu) (a|sua) (password|senha)|(wachtwoord|inloggegevens) ingevuld)\b",
@@ -204,9 +204,12 @@ NO_IMMEDIATE_PROBLEM = frozenset({"feedback", "other"})
 # tonight": a deadline within the next working day counts fully.
 DUE_SOON_HOURS = 36
 # A deadline days away is work for this week: it adds a little, but never makes the message
-# one for today ("questions about the notice, by next Friday" is not P1 for its date).
+# one for today ("questions about the notice, by next Friday" is not P1 for its date). Nor does
+# a deadline make a message one for now: "back before end of day" is for today (P1), and what
+# makes an incident P0 is its impact.
 DUE_THIS_WEEK_HOURS = 72
 P1_FLOOR = next(floor for floor, level in LEVELS if level == "P1")
+P0_FLOOR = next(floor for floor, level in LEVELS if level == "P0")
 FRUSTRATED_FLOOR = P1_FLOOR  # an angry or repeat complaint waits no longer than today
 
 
@@ -273,10 +276,10 @@ def prioritize(
     if compromise and category in ("security", "account", "incident"):
         score += 30
         reasons.append(f"account may be in someone else's hands: {', '.join(compromise[:2])} (+30)")
-    phished = _PHISHED.search(text) if category in ("security", "account") else None
-    if phished and not compromise:
+    exposed = _EXPOSED.search(text) if category in ("security", "account", "incident") else None
+    if exposed and not compromise:
         score += 15
-        reasons.append(f"a password typed into a phishing page: {phished.group(0).lower()} (+15)")
+        reasons.append(f"a password or key out of our hands: {exposed.group(0).lower()} (+15)")
     if category in ("security", "incident"):
         weakness = sorted({m.group(0).lower() for m in _VULNERABILITY.finditer(text)})
         if weakness:
@@ -325,6 +328,8 @@ def prioritize(
         capped = ""
         if hours > DUE_THIS_WEEK_HOURS and score < P1_FLOOR <= score + points:
             points, capped = P1_FLOOR - 1 - score, ", days away: not for today"
+        elif score < P0_FLOOR <= score + points:
+            points, capped = P0_FLOOR - 1 - score, ", a deadline is for today, not for now"
         score += points
         reasons.append(f"deadline {deadlines[0].text!r} ({deadlines[0].due:%Y-%m-%d %H:%M}, "
                        f"{hours:.0f} h after sending) (+{points}{capped})")  # fmt: skip
