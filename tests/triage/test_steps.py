@@ -163,6 +163,11 @@ def test_an_incident_that_stops_everyone_is_for_now():
     assert prioritize(french, "incident").level == "P0"
     one_user = make_message("The export is down for me, colleagues are fine.", subject="Export")
     assert prioritize(one_user, "incident").level == "P1"
+    # "Bei allen Fragen" closes German letters: it is not everyone affected.
+    question = make_message("Wie exportiere ich Tickets? Bei allen Fragen bin ich erreichbar.",
+                            subject="Export")  # fmt: skip
+    question.language = "de"
+    assert prioritize(question, "support").reasons == ["category support (+30)"]
 
 
 def test_a_deadline_makes_an_incident_for_today_not_for_now():

@@ -38,6 +38,19 @@ _IMPACT = re.compile(
     re.I,
 )
 
+# The whole team stopped or mail no longer arriving, in the other languages of our mail: impact,
+# and for an incident, everyone affected. ("Bei allen" alone is also "bei allen Fragen".)
+_EVERYONE_ELSEWHERE = (
+    r"(ganze[sn]?|gesamte[sn]?) (team|firma|abteilung|belegschaft)|"
+    r"keine (e-?mails?|mails|tickets|nachrichten) mehr|bei allen (leer|weg|agent\w*|kolleg\w*|mitarbeite\w*)|"
+    r"f[üu]r alle (agenten|mitarbeiter|nutzer|kollegen)|toute l'[ée]quipe|"
+    r"plus aucun(e)? (e-?mail|mail|ticket|message)s?|pour tous les (agents|utilisateurs|clients)|"
+    r"todo el equipo|ya no (llegan|recibimos|entran)|para todos los (agentes|usuarios|clientes)|"
+    r"tutt[oa] (il team|la squadra|l'ufficio)|non (arriva|arrivano|riceviamo) pi[ùu]|"
+    r"per tutti gli (operatori|utenti|agenti)|toda a (equipe|equipa)|"
+    r"n[ãa]o (chega|chegam|recebemos) mais|para todos os (agentes|usu[áa]rios|clientes)|"
+    r"het hele team|geen (e-?mails?|mails|tickets|berichten) meer|voor alle (agenten|medewerkers|gebruikers|klanten)"
+)
 # Mail in other languages says the same things; the common words for them.
 _URGENCY_ELSEWHERE = re.compile(
     r"\b(dringend\w*|eilt|sofort|umgehend|urgente?s?|urgence|imm[ée]diatement|"
@@ -52,17 +65,9 @@ _IMPACT_ELSEWHERE = re.compile(
     r"ca[íi]da|no funciona|fuera de servicio|producci[óo]n|todos nuestros|"
     r"non funziona|fuori servizio|produzione|tutti i nostri|"
     r"n[ãa]o funciona|fora do ar|produ[çc][ãa]o|parad[oa]|todos os nossos|"
-    r"werkt niet|storing|al onze|"
-    r"(ganze[sn]?|gesamte[sn]?) (team|firma|abteilung|belegschaft)|keine (e-?mails?|mails|tickets|nachrichten) mehr|"
-    r"toute l'[ée]quipe|plus aucun(e)? (e-?mail|mail|ticket|message)s?|"
-    r"todo el equipo|ya no (llegan|recibimos|entran)|"
-    r"tutt[oa] (il team|la squadra|l'ufficio)|non (arriva|arrivano|riceviamo) pi[ùu]|"
-    r"toda a (equipe|equipa)|n[ãa]o (chega|chegam|recebemos) mais|"
-    r"het hele team|geen (e-?mails?|mails|tickets|berichten) meer|"
-    r"(fehler|erreur|error|errore|erro|fout) 50[0234]|bei allen|f[üu]r alle (agenten|mitarbeiter|nutzer|kollegen)|"
-    r"pour tous les (agents|utilisateurs|clients)|para todos los (agentes|usuarios|clientes)|"
-    r"per tutti gli (operatori|utenti|agenti)|para todos os (agentes|usu[áa]rios|clientes)|"
-    r"voor alle (agenten|medewerkers|gebruikers|klanten))\b",
+    r"werkt niet|storing|al onze|(fehler|erreur|error|errore|erro|fout) 50[0234]|"
+    + _EVERYONE_ELSEWHERE
+    + r")\b",
     re.I,
 )
 # Everyone stopped, not one person: an incident this wide is for now, not for later today.
@@ -72,16 +77,8 @@ _EVERYONE = re.compile(
     r"(whole|entire) (team|company|office|department|staff)|"
     r"no (new |inbound |incoming )?(e-?mails?|mail|tickets|messages|chats) (have |has )?"
     r"(since|arriving|arrived|coming in|come in|for (hours|the last))|"
-    r"alle (unsere )?(nutzer|kunden|agenten|mitarbeiter)|(ganze[sn]?|gesamte[sn]?) (team|firma|abteilung)|"
-    r"keine (e-?mails?|mails|tickets|nachrichten) mehr|tous nos|toute l'[ée]quipe|"
-    r"plus aucun(e)? (e-?mail|mail|ticket|message)s?|todos nuestros|todo el equipo|ya no (llegan|recibimos|entran)|"
-    r"tutti i nostri|tutt[oa] (il team|la squadra|l'ufficio)|non (arriva|arrivano|riceviamo) pi[ùu]|"
-    r"todos os nossos|toda a (equipe|equipa)|n[ãa]o (chega|chegam|recebemos) mais|"
-    r"al onze|het hele team|geen (e-?mails?|mails|tickets|berichten) meer|"
-    r"bei allen|f[üu]r alle (agenten|mitarbeiter|nutzer|kollegen)|"
-    r"pour tous les (agents|utilisateurs|clients)|para todos los (agentes|usuarios|clientes)|"
-    r"per tutti gli (operatori|utenti|agenti)|para todos os (agentes|usu[áa]rios|clientes)|"
-    r"voor alle (agenten|medewerkers|gebruikers|klanten))\b",
+    r"alle (unsere )?(nutzer|kunden|agenten|mitarbeiter)|tous nos|todos nuestros|tutti i nostri|"
+    r"todos os nossos|al onze|" + _EVERYONE_ELSEWHERE + r")\b",
     re.I,
 )
 # Frustration: a customer who has written before, is angry, or is about to leave.
