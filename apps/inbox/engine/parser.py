@@ -125,6 +125,12 @@ class ParsedMessage:
         values = self.headers.get(name.lower())
         return values[0] if values else None
 
+    @property
+    def auto_submitted(self) -> str:
+        """The Auto-Submitted header, lower case ("" where absent): "no" says a person sent it,
+        anything else that a machine did (RFC 3834)."""
+        return (self.header("Auto-Submitted") or "").strip().lower()
+
     def get_all(self, name: str, default=None) -> list[str] | None:
         """Decoded values of a header, as email.message.Message.get_all gives them."""
         return self.headers.get(name.lower(), default)

@@ -215,8 +215,7 @@ def _resolve(match: re.Match, sent: datetime) -> datetime | None:
         due = _on_day(day, clock, sent, clock_given=bool(groups.get("time")))
         if not day and due <= sent:
             due += timedelta(days=1)  # "by 6am" written at 11pm: the next morning
-    # A moment already past when the message was sent is not something still due.
-    return due if due > sent else None
+    return due
 
 
 def _resolve_elsewhere(match: re.Match, text: str, sent: datetime) -> datetime | None:
@@ -248,8 +247,7 @@ def _resolve_elsewhere(match: re.Match, text: str, sent: datetime) -> datetime |
         if day in _WEEKDAYS and (groups.get("next_before") or groups.get("next_after")):
             day = f"next {day}"
         due = _on_day(day, clock, sent, clock_given=bool(groups.get("time")))
-    # A moment already past when the message was sent is not something still due.
-    return due if due is None or due > sent else None
+    return due
 
 
 def _date_elsewhere(groups: dict, clock: time, sent: datetime) -> datetime | None:
@@ -291,7 +289,8 @@ def find_deadlines(text: str, sent: datetime, language: str | None = None) -> li
                 due = _resolve_elsewhere(match, text, sent) if elsewhere else _resolve(match, sent)
             except (ValueError, OverflowError):
                 due = None
-            if due is not None:
+            # A moment already past when the message was sent is not something still due.
+            if due is not None and due > sent:
                 taken.append(match.span())
                 found.append(Deadline(" ".join(match.group(0).split()), due))
     return sorted(found, key=lambda d: d.due)

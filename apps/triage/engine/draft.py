@@ -68,8 +68,8 @@ def no_reply_reason(message: ParsedMessage) -> str | None:
     sender = message.from_address or ""
     if _NO_REPLY_SENDER.match(sender):
         return f"the sender {sender} takes no replies"
-    auto_submitted = (message.header("Auto-Submitted") or "").strip().lower()
-    if auto_submitted and auto_submitted != "no":
+    auto_submitted = message.auto_submitted
+    if auto_submitted not in ("", "no"):
         return f"sent automatically (Auto-Submitted: {auto_submitted})"
     for name in ("List-Id", "List-Post", "List-Unsubscribe"):
         if message.header(name) is not None:

@@ -22,6 +22,12 @@ _URGENCY = re.compile(
     r"blocker|blocking|time[- ]sensitive|top priority|high priority|escalat\w*|right now)\b",
     re.I,
 )
+# The whole team stopped, mail no longer arriving: impact, and for an incident, everyone affected.
+_EVERYONE_STOPPED = (
+    r"(whole|entire) (team|company|office|department|staff)|"
+    r"no (new |inbound |incoming )?(e-?mails?|mail|tickets|messages|chats) (have |has )?"
+    r"(since|arriving|arrived|coming in|come in|for (hours|the last))"
+)
 _IMPACT = re.compile(
     r"\b(outage|down|production|prod|all (our )?(users|customers)|every (user|customer)|"
     r"revenue|data loss|losing (money|data|orders|customers)|cannot (log ?in|work|access)|"
@@ -29,12 +35,11 @@ _IMPACT = re.compile(
     r"payments? (are |is )?failing|(nobody|no one) can|all (of )?(our|my) (agents|staff|team|users|customers)|"
     r"(tickets|data|messages|emails|records) (have |has )?(disappeared|vanished|gone missing|deleted)|"
     r"(missing|lost|deleted) (tickets|data|messages|emails|records)|"
-    # The whole team stopped, the server answering with errors, mail no longer arriving.
-    r"(whole|entire) (team|company|office|department|staff)|"
+    # The server answering with errors.
     r"(http |error |status )50[0234]|50[0234]s|50[0234] errors?|"
-    r"bad gateway|gateway time-?out|service unavailable|internal server error|"
-    r"no (new |inbound |incoming )?(e-?mails?|mail|tickets|messages|chats) (have |has )?"
-    r"(since|arriving|arrived|coming in|come in|for (hours|the last))|none of us)\b",
+    r"bad gateway|gateway time-?out|service unavailable|internal server error|none of us|"
+    + _EVERYONE_STOPPED
+    + r")\b",
     re.I,
 )
 
@@ -74,11 +79,8 @@ _IMPACT_ELSEWHERE = re.compile(
 _EVERYONE = re.compile(
     r"\b(all (of )?(our |my )?(users|customers|agents|staff|team)|every (user|customer|agent)|"
     r"(nobody|no one|none of us) (here )?(can|is able|has (received|got))|"
-    r"(whole|entire) (team|company|office|department|staff)|"
-    r"no (new |inbound |incoming )?(e-?mails?|mail|tickets|messages|chats) (have |has )?"
-    r"(since|arriving|arrived|coming in|come in|for (hours|the last))|"
     r"alle (unsere )?(nutzer|kunden|agenten|mitarbeiter)|tous nos|todos nuestros|tutti i nostri|"
-    r"todos os nossos|al onze|" + _EVERYONE_ELSEWHERE + r")\b",
+    r"todos os nossos|al onze|" + _EVERYONE_STOPPED + "|" + _EVERYONE_ELSEWHERE + r")\b",
     re.I,
 )
 # Frustration: a customer who has written before, is angry, or is about to leave.
@@ -115,6 +117,8 @@ _RESOLVED = re.compile(
     r"ya funciona|funciona de nuevo|ora funziona|funziona di nuovo|agora funciona|werkt weer)\b",
     re.I,
 )
+# Mail where an account may be in someone else's hands: the categories that read the cues below.
+ACCOUNT_AT_RISK = frozenset({"security", "account", "incident"})
 # A customer's own account used by someone else: an attacker may be inside right now.
 _COMPROMISE = re.compile(
     r"\b((was|were)n'?t (me|us)|(did|do) not (make|recognise|recognize|authori[sz]e)|"
@@ -270,10 +274,10 @@ def prioritize(
             reasons.append(f"everyone affected: {', '.join(everyone[:2])} (+5)")
 
     compromise = sorted({m.group(0).lower() for m in _COMPROMISE.finditer(text)})
-    if compromise and category in ("security", "account", "incident"):
+    if compromise and category in ACCOUNT_AT_RISK:
         score += 30
         reasons.append(f"account may be in someone else's hands: {', '.join(compromise[:2])} (+30)")
-    exposed = _EXPOSED.search(text) if category in ("security", "account", "incident") else None
+    exposed = _EXPOSED.search(text) if category in ACCOUNT_AT_RISK else None
     if exposed and not compromise:
         score += 15
         reasons.append(f"a password or key out of our hands: {exposed.group(0).lower()} (+15)")
@@ -302,7 +306,7 @@ def prioritize(
         reasons.append(f"frustration: {', '.join(frustration[:3])} (+{points})")
     if category == "billing" and not (urgent or impact or frustration):
         receipt = _RECEIPT.search(message.subject)
-        auto_submitted = (message.header("Auto-Submitted") or "").strip().lower()
+        auto_submitted = message.auto_submitted
         if receipt:
             score -= 15
             reasons.append(f"a receipt: {receipt.group(0).lower()} (-15)")

@@ -30,8 +30,7 @@ def header_category(message: ParsedMessage, stage: str) -> tuple[str, str] | Non
         sender = message.from_address or ""
         if _BOUNCE_SENDER.match(sender) and _BOUNCE_SUBJECT.search(message.subject):
             return "bounce", f"From {sender} with a delivery-failure subject"
-        auto_submitted = (header("Auto-Submitted") or "").strip().lower()
-        if auto_submitted.startswith("auto-replied"):
+        if message.auto_submitted.startswith("auto-replied"):
             return "auto_reply", "Auto-Submitted: auto-replied"
         for name in ("X-Autoreply", "X-Autorespond", "X-Autoresponse"):
             if header(name) is not None:
@@ -41,7 +40,7 @@ def header_category(message: ParsedMessage, stage: str) -> tuple[str, str] | Non
         if _AUTO_REPLY_SUBJECT.match(message.subject):
             return "auto_reply", "automatic-reply subject"
         return None
-    auto_submitted = (header("Auto-Submitted") or "").strip().lower()
+    auto_submitted = message.auto_submitted
     if auto_submitted.startswith("auto-generated") or auto_submitted.startswith("auto-notified"):
         return "notification", f"Auto-Submitted: {auto_submitted}"
     if header("List-Unsubscribe") is not None:
