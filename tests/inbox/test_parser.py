@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from apps.inbox.engine import MessageTooLarge, UnparseableMessage, parse_message
+from apps.inbox.engine import MessageTooLarge, UnparseableMessage, parse_envelope, parse_message
 from apps.inbox.engine.quotes import split_reply
 
 
@@ -43,6 +43,51 @@ def test_wrong_and_unknown_charsets_decode_with_replacement():
         b"Subject: x\r\nContent-Type: text/plain; charset=x-no-such-charset\r\n\r\nna\xefve\r\n"
     )
     assert parse_message(unknown).text.startswith("na")
+
+
+JAPANESE = "ご注文ありがとうございます。新しい商品のお知らせです。来週までにお返事ください。"
+CHINESE = "您還在用百分之二十的信用卡循環嗎？改善掉髮，預防禿頭的最佳選擇。"
+KOREAN = "요즘 뜨는 직종 다섯 가지와 자격증 따기 열풍에 대한 안내입니다."
+
+
+def test_undeclared_charset_in_a_non_latin_script_is_found():
+    # Japanese mailers of the time sent Shift_JIS without saying so.
+    raw = b"Subject: x\r\nContent-Type: text/plain\r\n\r\n" + JAPANESE.encode("shift_jis")
+    message = parse_message(raw)
+    assert message.text == JAPANESE and message.language == "ja"
+
+
+def test_html_read_in_the_charset_of_its_own_meta_even_with_a_bad_byte():
+    html = '<html><head><meta http-equiv="Content-Type" content="text/html; charset=big5"></head>'
+    body = html.encode() + b"<body><p>" + CHINESE.encode("big5") + b"\xff\xff</p></body></html>"
+    raw = b"Subject: x\r\nContent-Type: text/html; charset=chinesebig5\r\n\r\n" + body
+    message = parse_message(raw)
+    assert CHINESE in message.text and message.language == "zh"
+
+
+def test_raw_header_bytes_read_in_the_bodys_charset():
+    subject = "[광고] 자격증 따기 열풍"
+    raw = (b"From: " + "홍길동".encode("euc_kr") + b" <ad@example.kr>\r\nSubject: "
+           + subject.encode("euc_kr") + b"\r\nContent-Type: text/html; charset=ks_c_5601-1987"
+           b"\r\n\r\n<p>" + KOREAN.encode("euc_kr") + b"</p>")  # fmt: skip
+    message = parse_message(raw)
+    assert message.subject == subject and message.from_name == "홍길동"
+    assert KOREAN in message.text
+    assert parse_envelope(raw).subject == subject
+    # With no charset declared anywhere, the body's found charset reads the subject too.
+    undeclared = b"Subject: " + "信用卡循環".encode("big5") + b"\r\n\r\n" + CHINESE.encode("big5")
+    assert parse_message(undeclared).subject == "信用卡循環"
+
+
+def test_latin_mail_reads_as_windows_1252():
+    # Labelled ISO-8859-1 but written in Windows-1252: curly quotes, not invisible controls.
+    labelled = b"Subject: x\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\n\x93IBXG\x94 \x96 caf\xe9"
+    assert parse_message(labelled).text == "\u201cIBXG\u201d \u2013 café"
+    # Undeclared Western text is not guessed into another code page.
+    undeclared = b"Subject: Caf\xe9 cr\xe8me\r\n\r\nLa cr\xe8me br\xfbl\xe9e du caf\xe9 \xe9tait tr\xe8s bonne, merci \xe0 vous."
+    message = parse_message(undeclared)
+    assert message.subject == "Café crème"
+    assert message.text == "La crème brûlée du café était très bonne, merci à vous."
 
 
 def test_html_only_mail_becomes_readable_text():

@@ -23,6 +23,8 @@ from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datetime
 
+import charset_normalizer
+
 from apps.inbox.engine.html import html_to_text
 from apps.inbox.engine.quotes import split_reply
 
@@ -154,17 +156,25 @@ class ParsedMessage:
         }
 
 
-def decode_header_value(value) -> str:
+def decode_header_value(value, hint: str | None = None) -> str:
     """RFC 2047 encoded words to text; undecodable pieces replaced, never raised. NUL, which no
-    header may hold (RFC 5322) and PostgreSQL cannot store in text, is dropped."""
-    return _decode_header_value(value).replace("\x00", "")
+    header may hold (RFC 5322) and PostgreSQL cannot store in text, is dropped. hint: the
+    charset the message declares for its text, for header bytes written raw, without an
+    encoded word (as Korean, Chinese and Japanese mailers often did)."""
+    return _decode_header_value(value, hint).replace("\x00", "")
 
 
-def _decode_header_value(value) -> str:
+def _decode_header_value(value, hint: str | None = None) -> str:
     if value is None:
         return ""
     if isinstance(value, email.header.Header):
-        value = str(value)
+        # Raw bytes that are not ASCII: the standard library marks them unknown-8bit and would
+        # read each as a replacement character. Read them as the body's text is read.
+        value = "".join(
+            _decode_bytes(chunk, None if charset == "unknown-8bit" else charset, hint)
+            if isinstance(chunk, bytes) else chunk
+            for chunk, charset in decode_header(value)
+        )  # fmt: skip
     try:
         return str(make_header(decode_header(value)))
     except (UnicodeError, LookupError, ValueError, email.errors.HeaderParseError):
@@ -185,21 +195,77 @@ def _codec(charset: str | None) -> str | None:
     if not charset:
         return None
     try:
-        return codecs.lookup(charset.strip().strip('"').lower()).name
+        name = codecs.lookup(charset.strip().strip('"').lower()).name
     except (LookupError, ValueError):  # ValueError: a NUL in the name
         return None
+    # Mail labelled ISO-8859-1 is written in Windows-1252 (curly quotes, dashes and the euro sign
+    # in 0x80-0x9F), as browsers read it too; ISO-8859-1 would read those as invisible controls.
+    return "cp1252" if name == "iso8859-1" else name
 
 
-def _decode_bytes(data: bytes, charset: str | None) -> str:
-    """Declared charset first, then UTF-8, then Windows-1252, which decodes any byte."""
-    for candidate in (_codec(charset), "utf-8"):
+def _decode_bytes(data: bytes, charset: str | None, hint: str | None = None) -> str:
+    return _decoded_text(data, charset, hint)[0]
+
+
+def _decoded_text(data: bytes, charset: str | None, hint: str | None = None) -> tuple[str, str]:
+    """The text and the charset it was read in: the declared charset first, then UTF-8, then
+    the hint (the charset an HTML part declares in its own <meta>, or the body's for the
+    headers). Where none of them reads every byte, the declared charset or else the hint, with
+    the bytes it cannot read replaced; where neither is known, a non-Latin script found in the
+    bytes, else Windows-1252, which decodes any byte."""
+    declared, hinted = _codec(charset), _codec(hint)
+    for candidate in (declared, "utf-8", hinted):
         if candidate:
             try:
-                return data.decode(candidate)
+                return data.decode(candidate), candidate
             except (UnicodeDecodeError, LookupError):
                 continue
-    declared = _codec(charset)
-    return data.decode(declared or "cp1252", errors="replace")
+    fallback = declared or hinted or _non_latin_charset(data) or "cp1252"
+    return data.decode(fallback, errors="replace"), fallback
+
+
+# Bytes that are not ASCII needed before a charset is guessed: a few accented letters say too
+# little to tell one code page from another.
+_GUESS_MIN_BYTES = 8
+
+
+def _non_latin_charset(data: bytes) -> str | None:
+    """The charset of undeclared (or wrongly declared) text in a script other than Latin:
+    Chinese, Japanese, Korean, Cyrillic, Greek. charset-normalizer guesses; its guess is taken
+    only where most of the letters it reads are outside the Latin blocks. Undeclared Western mail
+    stays Windows-1252, its usual charset: a guess between Latin code pages on a few accented
+    letters is more often wrong than it."""
+    sample = data[:20000]
+    if sum(byte > 127 for byte in sample[:4096]) < _GUESS_MIN_BYTES:
+        return None
+    best = charset_normalizer.from_bytes(sample).best()
+    if best is None:
+        return None
+    letters = [c for c in str(best) if ord(c) > 127 and c.isalpha()]
+    non_latin = sum(ord(c) > 0x24F for c in letters)
+    if len(letters) < _GUESS_MIN_BYTES // 2 or 2 * non_latin <= len(letters):
+        return None
+    return _codec(best.encoding)
+
+
+_META_CHARSET = re.compile(rb"<meta[^>]{0,200}?charset\s*=\s*[\"']?([A-Za-z0-9_.:-]{1,40})", re.I)
+
+
+def _html_charset(payload: bytes) -> str | None:
+    """The charset an HTML document declares in its own <meta>, where its part declares none."""
+    found = _META_CHARSET.search(payload[:4096])
+    return found.group(1).decode("ascii") if found else None
+
+
+def _message_charset(message: Message) -> str | None:
+    """The first charset the message declares for a text part, other than ASCII: the likeliest
+    charset of header bytes written raw."""
+    for part in message.walk():
+        if part.get_content_maintype() in ("text", "multipart"):
+            codec = _codec(_parameter(part.get_content_charset))
+            if codec and codec != "ascii":
+                return codec
+    return None
 
 
 def _field(message: Message, name: str) -> str:
@@ -218,8 +284,8 @@ def _parameter(lookup) -> str | None:
         return None
 
 
-def _addresses(message: Message, name: str) -> list[tuple[str, str]]:
-    values = [decode_header_value(v) for v in message.get_all(name, [])]
+def _addresses(message: Message, name: str, hint: str | None = None) -> list[tuple[str, str]]:
+    values = [decode_header_value(v, hint) for v in message.get_all(name, [])]
     try:
         return [(n, a) for n, a in getaddresses(values) if a or n]
     except Exception:  # noqa: BLE001 - malformed address lists are common in spam
@@ -393,11 +459,12 @@ def parse_envelope(
         raise MessageTooLarge(len(raw), max_bytes)
     try:
         message = _read_structure(_header_section(raw), limits, {})
-        from_pairs = _addresses(message, "From")
+        charset = _message_charset(message)
+        from_pairs = _addresses(message, "From", charset)
         from_name, from_address = from_pairs[0] if from_pairs else ("", None)
         return Envelope(
             message_id=(_message_ids(_field(message, "Message-ID")) or [None])[0],
-            subject=" ".join(decode_header_value(message.get("Subject")).split()),
+            subject=" ".join(decode_header_value(message.get("Subject"), charset).split()),
             from_name=from_name.strip().strip('"'),
             from_address=(from_address or "").strip() or None,
             date=_date(message, []),
@@ -422,6 +489,7 @@ class _Body:
     parts: int = 0
     decoded: int = 0
     not_decoded: int = 0
+    charset: str | None = None  # the first charset other than ASCII that a text part was read in
 
     @property
     def budget(self) -> int:
@@ -528,7 +596,13 @@ def _walk_body(part: Message, body: _Body, depth: int = 0) -> None:
         payload = _decode_text_payload(part, body)
         if payload is None:
             return
-        text = _decode_bytes(payload, _parameter(part.get_content_charset))
+        declared = _parameter(part.get_content_charset)
+        # Parts of one message come from one mailer: the first part's charset, declared or
+        # found, is the likeliest for the next that declares none.
+        hint = (_html_charset(payload) if content_type == "text/html" else None) or body.charset
+        text, charset = _decoded_text(payload, declared, hint)
+        if body.charset is None and charset != "ascii" and not payload.isascii():
+            body.charset = charset
         (body.htmls if content_type == "text/html" else body.texts).append(text)
     else:
         _add_attachment(part, content_type, filename, disposition, body)
@@ -586,10 +660,6 @@ def _parse_message(raw: bytes, limits: ParseLimits) -> ParsedMessage:
     notes: dict[str, str] = {}
     message = _read_structure(raw, limits, notes)
     defects = [type(d).__name__ for d in message.defects]
-    headers: dict[str, list[str]] = {}
-    for name, value in message.items():
-        headers.setdefault(name.lower(), []).append(decode_header_value(value))
-
     body = _Body(limits, notes)
     _walk_body(message, body)
     if body.not_decoded:
@@ -598,6 +668,11 @@ def _parse_message(raw: bytes, limits: ParseLimits) -> ParsedMessage:
             f"the decoded size limit of {limits.max_decoded_bytes:,} bytes was reached; "
             f"{body.not_decoded:,} part(s) were cut or not decoded (MAILSCORE_MAX_DECODED_BYTES).",
         )
+    # Header bytes written raw are likeliest in the charset the body was read in.
+    charset = body.charset or _message_charset(message)
+    headers: dict[str, list[str]] = {}
+    for name, value in message.items():
+        headers.setdefault(name.lower(), []).append(decode_header_value(value, charset))
     texts, htmls = body.texts, body.htmls
     html_only = not any(t.strip() for t in texts) and bool(htmls)
     text = "\n\n".join(t for t in texts if t.strip()) if not html_only else ""
@@ -606,7 +681,7 @@ def _parse_message(raw: bytes, limits: ParseLimits) -> ParsedMessage:
     text = text.replace("\r\n", "\n").replace("\x00", "")
     split = split_reply(text)
 
-    from_pairs = _addresses(message, "From")
+    from_pairs = _addresses(message, "From", charset)
     from_name, from_address = from_pairs[0] if from_pairs else ("", None)
     date = _date(message, defects)
     content_type = message.get_content_type()
@@ -616,7 +691,7 @@ def _parse_message(raw: bytes, limits: ParseLimits) -> ParsedMessage:
         report_type = (_parameter(lambda: collapse_rfc2231_value(value or "")) or "").lower()
     return ParsedMessage(
         message_id=(_message_ids(_field(message, "Message-ID")) or [None])[0],
-        subject=" ".join(decode_header_value(message.get("Subject")).split()),
+        subject=" ".join(decode_header_value(message.get("Subject"), charset).split()),
         from_name=from_name.strip().strip('"'),
         from_address=(from_address or "").strip() or None,
         reply_to=[a for _, a in _addresses(message, "Reply-To") if a],
