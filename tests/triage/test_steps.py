@@ -227,6 +227,20 @@ def test_sentences_drop_greetings_and_fragments():
     ]
 
 
+def test_chinese_and_japanese_sentences_end_at_full_width_marks():
+    # No spaces between words and none after 。！？: before, each message read as no sentence
+    # at all, and its summary was empty.
+    japanese = "昨日からダッシュボードにログインできません。パスワードを再設定しましたが、エラーが表示されます。"
+    assert [s for _, _, s in split_sentences(japanese)] == [
+        "昨日からダッシュボードにログインできません。",
+        "パスワードを再設定しましたが、エラーが表示されます。",
+    ]
+    chinese = "我们的账户从昨天开始被锁定了，所有客服人员都无法登录！请尽快解决。\n\n谢谢！"
+    sentences = [s for _, _, s in split_sentences(chinese)]
+    assert sentences == ["我们的账户从昨天开始被锁定了，所有客服人员都无法登录！", "请尽快解决。"]
+    assert extractive_summary(sentences, None, None) == " ".join(sentences)
+
+
 def test_summary_limits_and_redundancy():
     sentences = [
         "The checkout page returns an error for every customer since this morning.",
