@@ -280,6 +280,42 @@ def test_what_is_not_a_signature(text, new_text):
     assert split_reply(text).new_text == (new_text or text.strip())
 
 
+@pytest.mark.parametrize(
+    ("text", "new_text", "history", "signature"),
+    [
+        # Gmail's attributions in Chinese, Japanese and Korean, above quoted lines.
+        ("好的，我们今天下午会再试一次。\n\n王伟 <wangwei@example.cn> 于2026年12月3日周四 "
+         "上午10:00写道：\n> 请把错误日志发给我们。\n", "好的，我们今天下午会再试一次。", "写道", ""),
+        ("承知しました。本日中にログを送ります。\n\n2026年12月3日(木) 10:00 Support "
+         "<support@brightdesk.io>:\n> ログを送ってください。\n", "承知しました。本日中にログを送ります。",
+         "2026年12月3日", ""),
+        ("확인했습니다. 오늘 로그를 보내드리겠습니다.\n\n2026년 12월 3일 (목) 오전 10:00, Support "
+         "<support@brightdesk.io>님이 작성:\n> 로그를 보내주세요.\n", "확인했습니다. 오늘 로그를 보내드리겠습니다.",
+         "님이 작성", ""),
+        # Outlook's block above a message quoted without ">".
+        ("承知しました。\n\n差出人: Support <support@brightdesk.io>\n送信日時: 2026年12月3日 10:00\n"
+         "宛先: 田中 <tanaka@example.jp>\n件名: RE: ログイン\n\nログを送ってください。\n", "承知しました。",
+         "ログを送ってください。", ""),
+        ("好的，明白了。\n\n发件人: Support <support@brightdesk.io>\n发送时间: 2026年12月3日 10:00\n"
+         "收件人: 王伟 <wangwei@example.cn>\n主题: 回复: 账户\n\n请把错误日志发给我们。\n", "好的，明白了。",
+         "请把错误日志发给我们。", ""),
+        # Sign-offs, with the name and company below them.
+        ("承知しました。本日中にログを送ります。\n\nよろしくお願いいたします。\n田中\n",
+         "承知しました。本日中にログを送ります。", "", "よろしくお願いいたします。\n田中"),
+        ("我们的账户被锁定了，请尽快处理。\n\n谢谢！\n王伟\n北京某某科技有限公司\n",
+         "我们的账户被锁定了，请尽快处理。", "", "谢谢！\n王伟\n北京某某科技有限公司"),
+        ("로그인이 안 됩니다. 확인 부탁드립니다.\n\n감사합니다.\n홍길동\n", "로그인이 안 됩니다. 확인 부탁드립니다.",
+         "", "감사합니다.\n홍길동"),
+        # The sign-off is all there is: it is the message.
+        ("谢谢！\n", "谢谢！", "", ""),
+    ],
+)  # fmt: skip
+def test_replies_in_chinese_japanese_and_korean(text, new_text, history, signature):
+    split = split_reply(text)
+    assert split.new_text == new_text and split.signature == signature
+    assert history in split.quoted and bool(history) == bool(split.quoted)
+
+
 def test_a_rule_above_everything_is_layout_not_history():
     text = ("_" * 80 + "\nMicrosoft Teams-Besprechung\nKlicken Sie hier, um teilzunehmen\n"
             + "_" * 80 + "\n")  # fmt: skip

@@ -15,6 +15,13 @@ _ATTRIBUTION_HEADERS = [
     re.compile(r"^\s*Op\b.{0,300}\bschreef\b.{0,80}:\s*$", re.I | re.S),
     re.compile(r"^\s*Em\b.{0,300}\bescreveu:\s*$", re.I | re.S),
     re.compile(r"^\s*(Den|På)\b.{0,300}\bskrev\b.{0,80}:\s*$", re.I | re.S),
+    # Chinese, Japanese and Korean, as Gmail and Thunderbird write them: "王伟 <w@…> 于2026年12月3日
+    # 周四 上午10:00写道：", "2026年12月3日(木) 10:00 Support <s@…>:", "2026년 12월 3일 (목) 오전 10:00,
+    # Support <s@…>님이 작성:", "田中 さんは書きました:".
+    re.compile(r"^.{0,300}[于於]\s*\d{4}\s*年.{0,80}[写寫]道\s*[:：]\s*$", re.S),
+    re.compile(r"^\s*\d{4}年\d{1,2}月\d{1,2}日.{0,40}\d{1,2}:\d{2}.{0,250}<[^<>\s]+@[^<>\s]+>\s*[:：]\s*$", re.S),
+    re.compile(r"^\s*\d{4}년\s*\d{1,2}월\s*\d{1,2}일.{0,300}님이\s*작성\s*[:：]?\s*$", re.S),
+    re.compile(r"^.{0,300}さんは書きました\s*[:：]\s*$", re.S),
 ]  # fmt: skip
 # The line above a forwarded message.
 _FORWARD_HEADERS = [
@@ -35,13 +42,20 @@ _WRAPPED_HEADER_STARTS = ("on ", "le ", "am ", "el ", "il giorno ", "op ", "em "
 # "Jane Doe wrote:", "--- In list@..., Bob <b@...> wrote:": an attribution in any form. Alone it
 # could be the writer's own sentence, so it counts only right above ">" quoted lines.
 _ATTRIBUTION = re.compile(
-    r"\b(wrote|writes|said|a écrit|schrieb|escribió|ha scritto|schreef|escreveu|skrev)\s*:\s*$",
+    r"(\b(wrote|writes|said|a écrit|schrieb|escribió|ha scritto|schreef|escreveu|skrev)\s*:"
+    r"|([写寫]道|님이 작성|さんは書きました)\s*[:：])\s*$",
     re.I,
 )
-_OUTLOOK_HEADER = re.compile(r"^\s*\*?(From|De|Von|Van|Da)\s*:\*?\s", re.I)
+# Outlook's block above the quoted message: From, then Sent, To, Subject, in the languages of our
+# mail and in Chinese, Japanese and Korean (with a full-width colon too).
+_OUTLOOK_HEADER = re.compile(
+    r"^\s*\*?(From|De|Von|Van|Da|发件人|發件人|寄件者|差出人|보낸 사람)\s*[:：]\*?\s", re.I
+)
 _OUTLOOK_FOLLOWERS = re.compile(
     r"^\s*\*?(Sent|Date|Envoyé|Gesendet|Enviado|Inviato|Verzonden|Datum|Fecha|Data|"
-    r"To|À|An|Para|A|Aan|Subject|Objet|Betreff|Asunto|Oggetto|Assunto|Onderwerp)\s*:",
+    r"To|À|An|Para|A|Aan|Subject|Objet|Betreff|Asunto|Oggetto|Assunto|Onderwerp|"
+    r"发送时间|發送時間|寄件日期|日期|收件人|收件者|主题|主旨|送信日時|宛先|件名|"
+    r"보낸 날짜|받는 사람|제목)\s*[:：]",
     re.I,
 )
 # Header lines of a forwarded message that Outlook's block does not name.
@@ -59,7 +73,9 @@ _SIGN_OFF = re.compile(
     r"atenciosamente|att|cumprimentos|(com os )?melhores cumprimentos|obrigad[oa]|abraços|"
     r"(um )?abraço|"
     r"groeten|(met )?vriendelijke groet(en)?|(met )?hartelijke groet(en)?|groetjes|bedankt|"
-    r"alvast bedankt)\b[\w ,.!/]{0,30}$",
+    r"alvast bedankt|"
+    r"よろしくお願い(いた|致|)します|宜しくお願い(いた|致|)します|以上、?よろしくお願い(いた|致|)します|"
+    r"谢谢|謝謝|此致|敬礼|祝好|감사합니다|고맙습니다)\b[\w ,.!/。！、，]{0,30}$",
     re.I,
 )
 _MOBILE_FOOTER = re.compile(
