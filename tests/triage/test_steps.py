@@ -5,11 +5,13 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from apps.inbox.engine import parse_message
 from apps.triage.engine.classify import category_text
 from apps.triage.engine.deadlines import find_deadlines
 from apps.triage.engine.draft import ApprovedReply, compose_draft, find_references, load_templates
 from apps.triage.engine.priority import PriorityPolicy, prioritize
 from apps.triage.engine.sentences import split_sentences
+from apps.triage.engine.spam import structure_tokens
 from apps.triage.engine.summarize import MAX_CHARS, extractive_summary
 from tests.triage.conftest import make_message
 
@@ -239,6 +241,26 @@ def test_chinese_and_japanese_sentences_end_at_full_width_marks():
     sentences = [s for _, _, s in split_sentences(chinese)]
     assert sentences == ["我们的账户从昨天开始被锁定了，所有客服人员都无法登录！", "请尽快解决。"]
     assert extractive_summary(sentences, None, None) == " ".join(sentences)
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "tokens"),
+    [
+        # A fake invoice: answers and payment go to another domain than the sender's.
+        (b"From: Billing <billing@acme.co.uk>\r\nReply-To: pay@settle-now.example\r\n",
+         b"Pay at https://pay.settle-now.example/inv and see https://www.acme.co.uk/terms",
+         {"s_replyto_other", "s_linkdomain_some", "s_freemail_False"}),
+        (b"From: Support <help@mail.acme.com>\r\nReply-To: desk@acme.com\r\n",
+         b"Your ticket: https://acme.com/t/1", {"s_replyto_same", "s_linkdomain_same"}),
+        (b"From: Bob <bob.smith@gmail.com>\r\n", b"Are you at your desk? I need a quick favour.",
+         {"s_replyto_none", "s_linkdomain_none", "s_freemail_True"}),
+        (b"From: Alerts <alerts@acme.com>\r\n", b"Sign in at https://acme-login.example/verify",
+         {"s_linkdomain_other"}),
+    ],
+)  # fmt: skip
+def test_spam_tokens_say_where_replies_and_links_go(headers, body, tokens):
+    message = parse_message(headers + b"Subject: x\r\n\r\n" + body)
+    assert tokens <= set(structure_tokens(message).split())
 
 
 def test_summary_limits_and_redundancy():

@@ -18,6 +18,8 @@ from sklearn.preprocessing import normalize
 
 from apps.inbox.engine import ParsedMessage
 from apps.triage.engine.hashing import CHAR_NGRAMS
+from apps.verification.engine.lists import FREE_PROVIDERS
+from apps.verification.engine.trust import organisational_domain
 
 WORD_FEATURES = 2**17
 EMBEDDING_WEIGHT = 0.5
@@ -44,10 +46,31 @@ def _bucket(count: int, edges: tuple[int, ...]) -> str:
     return next((str(edge) for edge in edges if count <= edge), "many")
 
 
+_LINK_HOST = re.compile(r"https?://([A-Za-z0-9.-]+)")
+
+
+def _sender_tokens(message: ParsedMessage, text: str) -> list[str]:
+    """Whose mail it says it is against where it leads: answers asked for (Reply-To) or links
+    to another domain than the sender's, as a fake invoice's "pay here" does, and a free
+    mailbox as the sender of what reads as a company's mail."""
+    address = message.from_address or ""
+    domain = address.rsplit("@", 1)[-1].lower().rstrip(".") if "@" in address else ""
+    own = organisational_domain(domain) if domain else None
+    reply_to = {
+        organisational_domain(a.rsplit("@", 1)[-1].lower()) for a in message.reply_to if "@" in a
+    }
+    links = {organisational_domain(host.lower().rstrip(".")) for host in _LINK_HOST.findall(text)}
+    return [
+        f"s_replyto_{'none' if not reply_to else 'same' if reply_to == {own} else 'other'}",
+        f"s_linkdomain_{'none' if not links else 'same' if links == {own} else 'some' if own in links else 'other'}",
+        f"s_freemail_{domain in FREE_PROVIDERS}",
+    ]  # fmt: skip
+
+
 def structure_tokens(message: ParsedMessage) -> str:
     """What separates a person writing to a person from a broadcast, in any decade: a signed-off
     name, a greeting by name, quoted history, a reply; against links, shouting, exclamation
-    marks and money amounts."""
+    marks and money amounts, and a sender whose replies and links go elsewhere."""
     text = message.text[:5000]
     greeting = bool(re.match(r"^(hi|hello|dear|hey) +[A-Z][a-z]+", message.new_text or ""))
     return " ".join([
@@ -59,6 +82,7 @@ def structure_tokens(message: ParsedMessage) -> str:
         f"s_quoted_{bool(message.quoted_text)}",
         f"s_greetname_{greeting}",
         f"s_reply_{bool(message.in_reply_to)}",
+        *_sender_tokens(message, text),
     ])  # fmt: skip
 
 
