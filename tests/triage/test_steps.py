@@ -194,6 +194,41 @@ def test_no_deadline_in_other_languages_plain_text(text):
     assert find_deadlines(text, WEDNESDAY) == []
 
 
+@pytest.mark.parametrize(
+    ("text", "language", "due"),
+    [
+        ("请在今天下班前帮我们解决这个问题。", "zh", "2026-03-04T17:00"),
+        ("请在明天上午10点之前回复。", "zh", "2026-03-05T10:00"),
+        ("下周一前完成付款。", "zh", "2026-03-09T17:00"),
+        ("请于3月10日前付款。", "zh", "2026-03-10T17:00"),
+        ("明日の朝までに解決していただけますか。", "ja", "2026-03-05T09:00"),
+        ("本日中にご回答ください。", "ja", "2026-03-04T17:00"),
+        ("金曜日までにお願いします。", "ja", "2026-03-06T17:00"),
+        ("午後3時までにご連絡ください。", "ja", "2026-03-04T15:00"),
+        ("내일까지 답변 부탁드립니다.", "ko", "2026-03-05T17:00"),
+        ("오늘 오후 3시까지 확인해 주세요.", "ko", "2026-03-04T15:00"),
+        ("3월 10일까지 결제해 주세요.", "ko", "2026-03-10T17:00"),
+    ],
+)
+def test_deadlines_in_chinese_japanese_and_korean(text, language, due):
+    [found] = find_deadlines(text, WEDNESDAY, language)
+    assert found.due.isoformat().startswith(due)
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("明天中午我们开会。", "zh"),  # tomorrow at noon, not "within tomorrow"
+        ("三天前我们发过邮件。", "zh"),  # three days ago
+        ("以前的版本没有这个问题。", "zh"),
+        ("これまで問題はありませんでした。", "ja"),
+        ("어제까지는 잘 됐습니다.", "ko"),  # until yesterday
+    ],
+)
+def test_no_deadline_in_chinese_japanese_and_korean_plain_text(text, language):
+    assert find_deadlines(text, WEDNESDAY, language) == []
+
+
 def test_priority_reasons_and_levels():
     outage = make_message("Production is down for all users since 9am. Please fix it ASAP, we lose revenue.",
                           subject="URGENT outage")  # fmt: skip

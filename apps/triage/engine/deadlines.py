@@ -126,6 +126,36 @@ _RANGE_BEFORE = re.compile(
 )
 
 
+# Chinese, Japanese and Korean put the deadline's word after the day: 明天之前, 金曜日まで,
+# 내일까지 ("before tomorrow", "until Friday"); 今日中 is "within today". No spaces between words.
+_DAYS_CJK = {
+    "tonight": r"今晚|今夜|오늘\s*밤",
+    "today": r"今天|今日|本日|当日|오늘",
+    "tomorrow": r"明天|明日|내일",
+    "end of day": r"下班|終業(?:時間)?|퇴근\s*전",
+    "end of week": r"本周末?|这周末?|這週末?|本週末?|今週(?:末)?|이번\s*주(?:말)?",
+    "monday": r"(?:周|星期|週|禮拜|礼拜)一|月曜(?:日)?|월요일",
+    "tuesday": r"(?:周|星期|週|禮拜|礼拜)二|火曜(?:日)?|화요일",
+    "wednesday": r"(?:周|星期|週|禮拜|礼拜)三|水曜(?:日)?|수요일",
+    "thursday": r"(?:周|星期|週|禮拜|礼拜)四|木曜(?:日)?|목요일",
+    "friday": r"(?:周|星期|週|禮拜|礼拜)五|金曜(?:日)?|금요일",
+    "saturday": r"(?:周|星期|週|禮拜|礼拜)六|土曜(?:日)?|토요일",
+    "sunday": r"(?:周|星期|週|禮拜|礼拜)[日天]|日曜(?:日)?|일요일",
+}  # fmt: skip
+# A day, a date or a time of day (at least one of them), then the word that makes it a deadline.
+_PATTERN_CJK = re.compile(
+    rf"(?P<next>下(?=周|週|星期|禮拜|礼拜)|来週|다음\s*주\s*)?"
+    rf"(?:(?P<day>{_alternatives(_DAYS_CJK)})|(?P<month>\d{{1,2}})\s*[月월]\s*(?P<date>\d{{1,2}})\s*[日号號일])?"
+    r"(?:的|の)?\s*(?:(?P<part>早上|上午|朝|午前|아침|中午|昼|正午|점심)|"
+    r"(?P<half>上午|下午|午前|午後|오전|오후)?\s*(?P<hour>\d{1,2})\s*(?:[点點時时시]|:(?P<minute>\d{2}))"
+    r"(?:\s*(?P<minute_word>\d{1,2})\s*[分분])?)?"
+    r"\s*(?P<trigger>之前|以前|为止|為止|前|までに|まで|中(?!午)|까지|중으로|중에)"
+)
+_PART_CLOCK = {"早上": 9, "上午": 9, "朝": 9, "午前": 9, "아침": 9,
+               "中午": 12, "昼": 12, "正午": 12, "점심": 12}  # fmt: skip
+_CJK_LANGUAGES = ("zh", "ja", "ko")
+
+
 @dataclass
 class Deadline:
     text: str
@@ -273,6 +303,34 @@ def _date_elsewhere(groups: dict, clock: time, sent: datetime) -> datetime | Non
     return _on_date(due_day, clock, sent, year_given=year is not None)
 
 
+def _resolve_cjk(match: re.Match, sent: datetime) -> datetime | None:
+    groups = match.groupdict()
+    if not (groups["day"] or groups["date"] or groups["part"] or groups["hour"]):
+        return None  # a bare まで or 前: no moment named
+    clock = time(17, 0)
+    if groups["part"]:
+        # 午前中: within the morning, so by noon; 明日の朝まで: by tomorrow morning.
+        hour = 12 if groups["trigger"] == "中" else _PART_CLOCK[groups["part"]]
+        clock = time(max(hour, _PART_CLOCK[groups["part"]]), 0)
+    elif groups["hour"]:
+        hour = int(groups["hour"])
+        if groups["half"] in ("下午", "午後", "오후") and hour < 12:
+            hour += 12
+        clock = time(hour, int(groups["minute"] or groups["minute_word"] or 0))
+    clock_given = bool(groups["part"] or groups["hour"])
+    if groups["date"]:
+        return _on_date(date(sent.year, int(groups["month"]), int(groups["date"])), clock, sent,
+                        year_given=False)  # fmt: skip
+    if not groups["day"]:
+        due = _on_day("", clock, sent, clock_given=True)
+        return due if due > sent else due + timedelta(days=1)  # "by 3" written at 5: tomorrow
+    day = next(english for english, words in _DAYS_CJK.items()
+               if re.fullmatch(words, groups["day"]))  # fmt: skip
+    if day in _WEEKDAYS and groups["next"]:
+        day = f"next {day}"
+    return _on_day(day, clock, sent, clock_given=clock_given)
+
+
 def find_deadlines(text: str, sent: datetime, language: str | None = None) -> list[Deadline]:
     """The deadlines in text, soonest first. language: the text's, where known; English text
     is not searched for the other languages' words, which would triple the time it takes."""
@@ -280,13 +338,20 @@ def find_deadlines(text: str, sent: datetime, language: str | None = None) -> li
     taken: list[tuple[int, int]] = []
     patterns = [(p, False) for p in _PATTERNS]
     if language != "en":
-        patterns += [(p, True) for p in _PATTERNS_ELSEWHERE]
-    for pattern, elsewhere in patterns:
+        patterns += [(p, "elsewhere") for p in _PATTERNS_ELSEWHERE]
+    if language in _CJK_LANGUAGES:
+        patterns.append((_PATTERN_CJK, "cjk"))
+    for pattern, family in patterns:
         for match in pattern.finditer(text):
             if any(match.start() < end and start < match.end() for start, end in taken):
                 continue
             try:
-                due = _resolve_elsewhere(match, text, sent) if elsewhere else _resolve(match, sent)
+                if family == "cjk":
+                    due = _resolve_cjk(match, sent)
+                elif family:
+                    due = _resolve_elsewhere(match, text, sent)
+                else:
+                    due = _resolve(match, sent)
             except (ValueError, OverflowError):
                 due = None
             # A moment already past when the message was sent is not something still due.
