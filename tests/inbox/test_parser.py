@@ -308,6 +308,9 @@ def test_what_is_not_a_signature(text, new_text):
          "", "감사합니다.\n홍길동"),
         # The sign-off is all there is: it is the message.
         ("谢谢！\n", "谢谢！", "", ""),
+        # Thanks with a sentence after it on its line is the message, not a sign-off.
+        ("您好，\n\n谢谢！问题已经解决了，我们可以正常使用了。\n",
+         "您好，\n\n谢谢！问题已经解决了，我们可以正常使用了。", "", ""),
     ],
 )  # fmt: skip
 def test_replies_in_chinese_japanese_and_korean(text, new_text, history, signature):

@@ -73,9 +73,11 @@ _SIGN_OFF = re.compile(
     r"atenciosamente|att|cumprimentos|(com os )?melhores cumprimentos|obrigad[oa]|abraços|"
     r"(um )?abraço|"
     r"groeten|(met )?vriendelijke groet(en)?|(met )?hartelijke groet(en)?|groetjes|bedankt|"
-    r"alvast bedankt|"
-    r"よろしくお願い(いた|致|)します|宜しくお願い(いた|致|)します|以上、?よろしくお願い(いた|致|)します|"
-    r"谢谢|謝謝|此致|敬礼|祝好|감사합니다|고맙습니다)\b[\w ,.!/。！、，]{0,30}$",
+    r"alvast bedankt)\b[\w ,.!/]{0,30}$"
+    # Chinese, Japanese and Korean sign-offs stand alone on their line: with no spaces between
+    # words, what follows on the line would be a sentence ("谢谢！问题已经解决了。").
+    r"|^\s*(よろしくお願い(いた|致|)します|宜しくお願い(いた|致|)します|以上、?よろしくお願い(いた|致|)します|"
+    r"谢谢|謝謝|此致|敬礼|祝好|감사합니다|고맙습니다)[\s,.!。！、，]*$",
     re.I,
 )
 _MOBILE_FOOTER = re.compile(
