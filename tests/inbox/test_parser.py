@@ -74,6 +74,13 @@ def test_raw_header_bytes_read_in_the_bodys_charset():
     assert message.subject == subject and message.from_name == "홍길동"
     assert KOREAN in message.text
     assert parse_envelope(raw).subject == subject
+    # The envelope reads only the header section: a charset declared by a part below counts too
+    # (a guess from a short subject alone read this Big5 as Shift_JIS).
+    big5 = "改善掉髮，預防禿頭的最佳選擇"
+    multipart = (b"Subject: " + big5.encode("big5") + b"\r\nContent-Type: multipart/alternative;"
+                 b" boundary=B\r\n\r\n--B\r\nContent-Type: text/plain; charset=big5\r\n\r\n"
+                 + CHINESE.encode("big5") + b"\r\n--B--\r\n")  # fmt: skip
+    assert parse_envelope(multipart).subject == parse_message(multipart).subject == big5
     # With no charset declared anywhere, the body's found charset reads the subject too.
     undeclared = b"Subject: " + "信用卡循環".encode("big5") + b"\r\n\r\n" + CHINESE.encode("big5")
     assert parse_message(undeclared).subject == "信用卡循環"

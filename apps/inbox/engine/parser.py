@@ -257,6 +257,20 @@ def _html_charset(payload: bytes) -> str | None:
     return found.group(1).decode("ascii") if found else None
 
 
+_ANY_CHARSET = re.compile(rb"charset\s*=\s*[\"']?([A-Za-z0-9_.:-]{1,40})", re.I)
+
+
+def _charset_in(raw: bytes) -> str | None:
+    """The first charset other than ASCII that the message's bytes declare anywhere (a part's
+    header, an HTML <meta>): where only the header section is parsed, the likeliest charset of
+    header bytes written raw, as the body that parse_message reads would give it."""
+    for found in _ANY_CHARSET.finditer(raw[:65536]):
+        codec = _codec(found.group(1).decode("ascii"))
+        if codec and codec != "ascii":
+            return codec
+    return None
+
+
 def _message_charset(message: Message) -> str | None:
     """The first charset the message declares for a text part, other than ASCII: the likeliest
     charset of header bytes written raw."""
@@ -459,7 +473,7 @@ def parse_envelope(
         raise MessageTooLarge(len(raw), max_bytes)
     try:
         message = _read_structure(_header_section(raw), limits, {})
-        charset = _message_charset(message)
+        charset = _message_charset(message) or _charset_in(raw)
         from_pairs = _addresses(message, "From", charset)
         from_name, from_address = from_pairs[0] if from_pairs else ("", None)
         return Envelope(
