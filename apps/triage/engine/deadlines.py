@@ -309,9 +309,9 @@ def _resolve_cjk(match: re.Match, sent: datetime) -> datetime | None:
         return None  # a bare まで or 前: no moment named
     clock = time(17, 0)
     if groups["part"]:
-        # 午前中: within the morning, so by noon; 明日の朝まで: by tomorrow morning.
-        hour = 12 if groups["trigger"] == "中" else _PART_CLOCK[groups["part"]]
-        clock = time(max(hour, _PART_CLOCK[groups["part"]]), 0)
+        # 明日の朝まで: by tomorrow morning; 午前中: within the morning, so by noon.
+        within = groups["trigger"] == "中"
+        clock = time(max(_PART_CLOCK[groups["part"]], 12 if within else 0), 0)
     elif groups["hour"]:
         hour = int(groups["hour"])
         if groups["half"] in ("下午", "午後", "오후") and hour < 12:
@@ -336,7 +336,7 @@ def find_deadlines(text: str, sent: datetime, language: str | None = None) -> li
     is not searched for the other languages' words, which would triple the time it takes."""
     found: list[Deadline] = []
     taken: list[tuple[int, int]] = []
-    patterns = [(p, False) for p in _PATTERNS]
+    patterns = [(p, "english") for p in _PATTERNS]
     if language != "en":
         patterns += [(p, "elsewhere") for p in _PATTERNS_ELSEWHERE]
     if language in _CJK_LANGUAGES:
@@ -346,12 +346,12 @@ def find_deadlines(text: str, sent: datetime, language: str | None = None) -> li
             if any(match.start() < end and start < match.end() for start, end in taken):
                 continue
             try:
-                if family == "cjk":
-                    due = _resolve_cjk(match, sent)
-                elif family:
+                if family == "english":
+                    due = _resolve(match, sent)
+                elif family == "elsewhere":
                     due = _resolve_elsewhere(match, text, sent)
                 else:
-                    due = _resolve(match, sent)
+                    due = _resolve_cjk(match, sent)
             except (ValueError, OverflowError):
                 due = None
             # A moment already past when the message was sent is not something still due.
