@@ -248,7 +248,8 @@ def _non_latin_charset(data: bytes) -> str | None:
     return _codec(best.encoding)
 
 
-_META_CHARSET = re.compile(rb"<meta[^>]{0,200}?charset\s*=\s*[\"']?([A-Za-z0-9_.:-]{1,40})", re.I)
+_CHARSET_PARAMETER = rb"charset\s*=\s*[\"']?([A-Za-z0-9_.:-]{1,40})"
+_META_CHARSET = re.compile(rb"<meta[^>]{0,200}?" + _CHARSET_PARAMETER, re.I)
 
 
 def _html_charset(payload: bytes) -> str | None:
@@ -257,7 +258,7 @@ def _html_charset(payload: bytes) -> str | None:
     return found.group(1).decode("ascii") if found else None
 
 
-_ANY_CHARSET = re.compile(rb"charset\s*=\s*[\"']?([A-Za-z0-9_.:-]{1,40})", re.I)
+_ANY_CHARSET = re.compile(_CHARSET_PARAMETER, re.I)
 
 
 def _charset_in(raw: bytes) -> str | None:

@@ -134,17 +134,17 @@ _DAYS_CJK = {
     "tomorrow": r"明天|明日|내일",
     "end of day": r"下班|終業(?:時間)?|퇴근\s*전",
     "end of week": r"本周末?|这周末?|這週末?|本週末?|今週(?:末)?|이번\s*주(?:말)?",
-    "monday": r"(?:周|星期|週|禮拜|礼拜)一|月曜(?:日)?|월요일",
-    "tuesday": r"(?:周|星期|週|禮拜|礼拜)二|火曜(?:日)?|화요일",
-    "wednesday": r"(?:周|星期|週|禮拜|礼拜)三|水曜(?:日)?|수요일",
-    "thursday": r"(?:周|星期|週|禮拜|礼拜)四|木曜(?:日)?|목요일",
-    "friday": r"(?:周|星期|週|禮拜|礼拜)五|金曜(?:日)?|금요일",
-    "saturday": r"(?:周|星期|週|禮拜|礼拜)六|土曜(?:日)?|토요일",
-    "sunday": r"(?:周|星期|週|禮拜|礼拜)[日天]|日曜(?:日)?|일요일",
+}  # fmt: skip
+# Weekdays: Chinese after 周 or 星期 ("周五"), Japanese before 曜日 ("金曜日"), Korean before 요일.
+_WEEK_ZH = r"(?:周|星期|週|禮拜|礼拜)"
+_DAYS_CJK |= {
+    day: rf"{_WEEK_ZH}{zh}|{ja}曜(?:日)?|{ko}요일"
+    for day, zh, ja, ko in zip(_WEEKDAYS, [*"一二三四五六", "[日天]"], "月火水木金土日", "월화수목금토일",
+                               strict=True)
 }  # fmt: skip
 # A day, a date or a time of day (at least one of them), then the word that makes it a deadline.
 _PATTERN_CJK = re.compile(
-    rf"(?P<next>下(?=周|週|星期|禮拜|礼拜)|来週|다음\s*주\s*)?"
+    rf"(?P<next>下(?={_WEEK_ZH})|来週|다음\s*주\s*)?"
     rf"(?:(?P<day>{_alternatives(_DAYS_CJK)})|(?P<month>\d{{1,2}})\s*[月월]\s*(?P<date>\d{{1,2}})\s*[日号號일])?"
     r"(?:的|の)?\s*(?:(?P<part>早上|上午|朝|午前|아침|中午|昼|正午|점심)|"
     r"(?P<half>上午|下午|午前|午後|오전|오후)?\s*(?P<hour>\d{1,2})\s*(?:[点點時时시]|:(?P<minute>\d{2}))"
@@ -336,22 +336,19 @@ def find_deadlines(text: str, sent: datetime, language: str | None = None) -> li
     is not searched for the other languages' words, which would triple the time it takes."""
     found: list[Deadline] = []
     taken: list[tuple[int, int]] = []
-    patterns = [(p, "english") for p in _PATTERNS]
+    # Each pattern with the resolver that reads its matches.
+    patterns = [(p, lambda match: _resolve(match, sent)) for p in _PATTERNS]
     if language != "en":
-        patterns += [(p, "elsewhere") for p in _PATTERNS_ELSEWHERE]
+        patterns += [(p, lambda match: _resolve_elsewhere(match, text, sent))
+                     for p in _PATTERNS_ELSEWHERE]  # fmt: skip
     if language in _CJK_LANGUAGES:
-        patterns.append((_PATTERN_CJK, "cjk"))
-    for pattern, family in patterns:
+        patterns.append((_PATTERN_CJK, lambda match: _resolve_cjk(match, sent)))
+    for pattern, resolve in patterns:
         for match in pattern.finditer(text):
             if any(match.start() < end and start < match.end() for start, end in taken):
                 continue
             try:
-                if family == "english":
-                    due = _resolve(match, sent)
-                elif family == "elsewhere":
-                    due = _resolve_elsewhere(match, text, sent)
-                else:
-                    due = _resolve_cjk(match, sent)
+                due = resolve(match)
             except (ValueError, OverflowError):
                 due = None
             # A moment already past when the message was sent is not something still due.

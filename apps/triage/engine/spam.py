@@ -19,7 +19,7 @@ from sklearn.preprocessing import normalize
 from apps.inbox.engine import ParsedMessage
 from apps.triage.engine.hashing import CHAR_NGRAMS
 from apps.verification.engine.lists import FREE_PROVIDERS
-from apps.verification.engine.trust import organisational_domain
+from apps.verification.engine.trust import address_domain, organisational_domain
 
 WORD_FEATURES = 2**17
 EMBEDDING_WEIGHT = 0.5
@@ -53,12 +53,9 @@ def _sender_tokens(message: ParsedMessage, text: str) -> list[str]:
     """Whose mail it says it is against where it leads: answers asked for (Reply-To) or links
     to another domain than the sender's, as a fake invoice's "pay here" does, and a free
     mailbox as the sender of what reads as a company's mail."""
-    address = message.from_address or ""
-    domain = address.rsplit("@", 1)[-1].lower().rstrip(".") if "@" in address else ""
+    domain = address_domain(message.from_address) or ""
     own = organisational_domain(domain) if domain else None
-    reply_to = {
-        organisational_domain(a.rsplit("@", 1)[-1].lower()) for a in message.reply_to if "@" in a
-    }
+    reply_to = {organisational_domain(d) for d in map(address_domain, message.reply_to) if d}
     links = {organisational_domain(host.lower().rstrip(".")) for host in _LINK_HOST.findall(text)}
     return [
         f"s_replyto_{'none' if not reply_to else 'same' if reply_to == {own} else 'other'}",

@@ -111,7 +111,8 @@ def parse_authentication_results(value: str) -> tuple[str, list[AuthResult]]:
     return authserv_id, results
 
 
-def _domain(address: str | None) -> str | None:
+def address_domain(address: str | None) -> str | None:
+    """The domain of an address, lower case, without a trailing dot; None without one."""
     if not address or "@" not in address:
         return None
     return address.rsplit("@", 1)[1].lower().rstrip(".")
@@ -175,7 +176,7 @@ def assess_sender(
     from_address = from_address.strip() or None
     reply_pairs = getaddresses(message.get_all("Reply-To", []))
     reply_to = reply_pairs[0][1].strip() if reply_pairs and reply_pairs[0][1] else None
-    from_domain = _domain(from_address)
+    from_domain = address_domain(from_address)
     if not from_domain:
         signals.append(Signal("from_unparseable", "warning", "The From header has no address."))
 
@@ -203,7 +204,7 @@ def assess_sender(
     dmarc, spf, dkim = verdicts.get("dmarc"), verdicts.get("spf"), verdicts.get("dkim")
 
     # Replies that would go somewhere else than the sender.
-    reply_domain = _domain(reply_to)
+    reply_domain = address_domain(reply_to)
     if reply_to and from_address and reply_to.lower() != from_address.lower():
         if (
             reply_domain
