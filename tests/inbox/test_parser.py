@@ -97,6 +97,15 @@ def test_latin_mail_reads_as_windows_1252():
     assert message.text == "La crème brûlée du café était très bonne, merci à vous."
 
 
+def test_8_bit_text_labelled_us_ascii_reads_as_what_it_was_written_in():
+    # US-ASCII is many mailers' default label, whatever the bytes: it names no charset for them.
+    labelled = b"Subject: x\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+    western = labelled + b"Anybody\x92s deal \x96 C\xf4te d'Ivoire"
+    assert parse_message(western).text == "Anybody\u2019s deal \u2013 Côte d'Ivoire"
+    assert parse_message(labelled + "Pádraig’s note".encode()).text == "Pádraig’s note"
+    assert parse_message(labelled + CHINESE.encode("big5")).text == CHINESE
+
+
 def test_html_only_mail_becomes_readable_text():
     raw = (b"Subject: x\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
            b"<html><head><style>p{color:red}</style></head><body><p>Hello <b>World</b></p>"

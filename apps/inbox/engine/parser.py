@@ -212,7 +212,9 @@ def _decoded_text(data: bytes, charset: str | None, hint: str | None = None) -> 
     the hint (the charset an HTML part declares in its own <meta>, or the body's for the
     headers). Where none of them reads every byte, the declared charset or else the hint, with
     the bytes it cannot read replaced; where neither is known, a non-Latin script found in the
-    bytes, else Windows-1252, which decodes any byte."""
+    bytes, else Windows-1252, which decodes any byte. A declared US-ASCII with bytes above 127
+    declares nothing: it is a mailer's default label, and its bytes were written in some
+    other charset, which browsers too read as Windows-1252 unless told otherwise."""
     declared, hinted = _codec(charset), _codec(hint)
     for candidate in (declared, "utf-8", hinted):
         if candidate:
@@ -220,6 +222,8 @@ def _decoded_text(data: bytes, charset: str | None, hint: str | None = None) -> 
                 return data.decode(candidate), candidate
             except (UnicodeDecodeError, LookupError):
                 continue
+    if declared == "ascii":
+        declared = None
     fallback = declared or hinted or _non_latin_charset(data) or "cp1252"
     return data.decode(fallback, errors="replace"), fallback
 
