@@ -12,7 +12,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from apps.triage.engine.classify import category_text
+from apps.triage.engine.classify import SPAM_THRESHOLD, category_text
 from apps.triage.engine.evaluation import evaluate_triage, load_labelled
 from apps.triage.engine.examples import PACKAGED, load_examples
 from apps.triage.engine.priority import prioritize
@@ -109,6 +109,37 @@ def test_unplaceable_mail_in_another_language_goes_to_review_for_language(triage
     english = make_message("Hi, how do I export all tickets of one customer to CSV? Thanks, Jane",
                            subject="Exporting tickets")  # fmt: skip
     assert triager.triage([english])[0].category.review is None
+
+
+def test_bulk_mail_that_looks_like_spam_is_never_a_sure_newsletter(triager):
+    # Held back from spam for its language, a loan offer sent with list headers once became a
+    # newsletter at confidence 1.0, unseen by anyone.
+    offer = make_message(
+        "Guten Tag,\n\nals Selbstständiger kennen Sie das: Die Hausbank zögert. Unsere "
+        "Partnerbanken finanzieren Betriebsmittel bis 50.000 Euro, auch mit negativer Schufa, "
+        "Entscheidung in 48 Stunden.\n\nUnverbindlich anfragen: "
+        "http://firmenkredit-partner.example/anfrage\n\nFreundliche Grüße\nFirmenkredit Partner "
+        "GmbH\nAbmelden: http://firmenkredit-partner.example/abmelden",
+        subject="Ihr Firmenkredit: Zusage in 48 Stunden",
+        sender="Firmenkredit Partner <info@firmenkredit-partner.example>",
+        extra="Precedence: bulk\nList-Unsubscribe: <http://firmenkredit-partner.example/u>\n",
+    )
+    decision = triager.triage([offer])[0].category
+    assert offer.language == "de" and decision.spam_probability >= SPAM_THRESHOLD
+    assert decision.label == "spam" or (
+        decision.review == "language" and decision.confidence <= 1 - decision.spam_probability
+    )
+    # Wanted bulk mail stays a newsletter, as sure as it is not spam.
+    digest = make_message(
+        "Hi Jane,\n\nthis month in the help center: three new articles on routing rules, a "
+        "video on SLA reports and the webinar recording you asked about.\n\nThe Brightdesk team",
+        subject="Your monthly help center digest",
+        sender="Brightdesk <news@brightdesk.example>",
+        extra="Precedence: bulk\nList-Unsubscribe: <https://brightdesk.example/u>\n",
+    )
+    decision = triager.triage([digest])[0].category
+    assert decision.label == "newsletter" and decision.review is None
+    assert decision.confidence == pytest.approx(1 - decision.spam_probability)
 
 
 def test_frustration_raises_a_complaint_to_today_and_is_named():

@@ -256,26 +256,23 @@ class Classifier:
                 decisions.append(CategoryDecision("spam", float(spam_p[i]), "spam_head", alternatives,
                                                   float(spam_p[i]), review))  # fmt: skip
                 continue
-            rule = header_category(message, "after_spam")
-            if rule:
-                label, confidence = ranked[0]
-                if label in HEAD_MAY_DECIDE.get(rule[0], ()) and confidence >= AUTOMATED_SURE:
-                    decisions.append(CategoryDecision(
-                        label, float(confidence), f"{self.model_signal}, automated mail: {rule[1]}",
-                        alternatives[1:], float(spam_p[i]),
-                    ))  # fmt: skip
-                    continue
-                decisions.append(CategoryDecision(rule[0], 1.0, f"headers: {rule[1]}", alternatives,
-                                                  float(spam_p[i])))  # fmt: skip
-                continue
-            label, confidence = ranked[0]
+            # Past the spam head, every decision is as sure as the message is not spam: bulk
+            # headers say how mail was sent, not that it is wanted (a loan offer in German with
+            # Precedence: bulk, held back from spam for its language, is no sure newsletter).
             # An allowed sender's mail is not doubted for looking like spam.
             not_spam = 1.0 if listed else 1 - float(spam_p[i])
-            decided_by = (
-                f"{self.model_signal}, allow list: {listed[1]}" if listed else self.model_signal
-            )
+            label, confidence = ranked[0]
+            decided_by, others = self.model_signal, alternatives[1:]
+            rule = header_category(message, "after_spam")
+            if rule and label in HEAD_MAY_DECIDE.get(rule[0], ()) and confidence >= AUTOMATED_SURE:
+                decided_by = f"{self.model_signal}, automated mail: {rule[1]}"
+            elif rule:
+                label, confidence, others = rule[0], 1.0, alternatives
+                decided_by = f"headers: {rule[1]}"
+            elif listed:
+                decided_by = f"{self.model_signal}, allow list: {listed[1]}"
             confidence = float(confidence) * not_spam
             review = "language" if foreign and confidence < LANGUAGE_SURE else None
-            decisions.append(CategoryDecision(label, confidence, decided_by, alternatives[1:],
+            decisions.append(CategoryDecision(label, confidence, decided_by, others,
                                               float(spam_p[i]), review))  # fmt: skip
         return decisions
