@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.core.management import call_command
 from django.urls import reverse
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
@@ -57,6 +57,12 @@ def is_attached(element) -> bool:
         element.is_enabled()
     except StaleElementReferenceException:
         return False
+    except WebDriverException as error:
+        # Asked while the next page replaces it, ChromeDriver can answer that the old page's
+        # node left the document as an unknown error rather than as a stale reference.
+        if "does not belong to the document" in (error.msg or ""):
+            return False
+        raise
     return True
 
 
