@@ -49,6 +49,18 @@ def test_no_deadline_in_plain_text():
     assert find_deadlines("We bought it in March and it works well.", WEDNESDAY) == []
 
 
+def test_until_the_end_of_a_period_already_over_is_no_deadline():
+    # Written at 10:00: "until 9am" is a morning that has passed, not tomorrow's deadline.
+    assert find_deadlines("The site was down from 8 until 9am, it is back now.", WEDNESDAY) == []
+    assert find_deadlines("Checkout was broken until Monday, fine since.", WEDNESDAY) == []
+    assert find_deadlines("Webhooks stayed queued till 9:45 today.", WEDNESDAY) == []
+    [still] = find_deadlines("Please keep the old API running until 6pm.", WEDNESDAY)
+    assert still.due.isoformat().startswith("2026-03-04T18:00")
+    # "Until Friday" for "by Friday", as non-native writers put it, is still one.
+    [friday] = find_deadlines("Please send the signed quote until Friday.", WEDNESDAY)
+    assert friday.due.isoformat().startswith("2026-03-06T17:00")
+
+
 @pytest.mark.parametrize(
     ("text", "due"),
     [

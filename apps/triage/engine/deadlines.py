@@ -225,9 +225,17 @@ def _within(count: str, unit: str, sent: datetime) -> datetime:
     return sent + timedelta(days=amount)
 
 
-def _resolve(match: re.Match, sent: datetime) -> datetime | None:
+# "Until" also ends a period already over ("the site was down until 9am"): after a verb in the
+# past tense, or at a clock time already past when the message was written, it is no deadline.
+_PAST_BEFORE = re.compile(r"\b(was|were|had been|stayed|lasted|remained)\b[^.!?\n]{0,40}$", re.I)
+
+
+def _resolve(match: re.Match, text: str, sent: datetime) -> datetime | None:
     groups = match.groupdict()
     end_of_day = time(17, 0)
+    period = (groups.get("trigger") or "").lower() in ("until", "till")
+    if period and _PAST_BEFORE.search(text[max(0, match.start() - 60) : match.start()]):
+        return None
     if groups.get("within"):
         return _within(groups["count"], groups["unit"].lower(), sent)
     clock = _clock(groups.get("time"), end_of_day)
@@ -244,6 +252,8 @@ def _resolve(match: re.Match, sent: datetime) -> datetime | None:
         day = (groups.get("day") or "").lower()
         due = _on_day(day, clock, sent, clock_given=bool(groups.get("time")))
         if not day and due <= sent:
+            if period:
+                return None  # "until 9am" written at 10: a period that has ended
             due += timedelta(days=1)  # "by 6am" written at 11pm: the next morning
     return due
 
@@ -337,7 +347,7 @@ def find_deadlines(text: str, sent: datetime, language: str | None = None) -> li
     found: list[Deadline] = []
     taken: list[tuple[int, int]] = []
     # Each pattern with the resolver that reads its matches.
-    patterns = [(p, lambda match: _resolve(match, sent)) for p in _PATTERNS]
+    patterns = [(p, lambda match: _resolve(match, text, sent)) for p in _PATTERNS]
     if language != "en":
         patterns += [(p, lambda match: _resolve_elsewhere(match, text, sent))
                      for p in _PATTERNS_ELSEWHERE]  # fmt: skip
