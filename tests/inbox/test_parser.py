@@ -104,6 +104,10 @@ def test_8_bit_text_labelled_us_ascii_reads_as_what_it_was_written_in():
     assert parse_message(western).text == "Anybody\u2019s deal \u2013 Côte d'Ivoire"
     assert parse_message(labelled + "Pádraig’s note".encode()).text == "Pádraig’s note"
     assert parse_message(labelled + CHINESE.encode("big5")).text == CHINESE
+    # The same label in an HTML part's own <meta> says no more.
+    html = (b'Subject: x\r\nContent-Type: text/html\r\n\r\n<html><head><meta charset="us-ascii">'
+            b"</head><body><p>Anybody\x92s deal</p></body></html>")  # fmt: skip
+    assert parse_message(html).text == "Anybody\u2019s deal"
 
 
 def test_html_only_mail_becomes_readable_text():

@@ -198,6 +198,9 @@ def _codec(charset: str | None) -> str | None:
         name = codecs.lookup(charset.strip().strip('"').lower()).name
     except (LookupError, ValueError):  # ValueError: a NUL in the name
         return None
+    # US-ASCII is many mailers' default label, whatever the bytes: it names no charset for them.
+    if name == "ascii":
+        return None
     # Mail labelled ISO-8859-1 is written in Windows-1252 (curly quotes, dashes and the euro sign
     # in 0x80-0x9F), as browsers read it too; ISO-8859-1 would read those as invisible controls.
     return "cp1252" if name == "iso8859-1" else name
@@ -212,9 +215,7 @@ def _decoded_text(data: bytes, charset: str | None, hint: str | None = None) -> 
     the hint (the charset an HTML part declares in its own <meta>, or the body's for the
     headers). Where none of them reads every byte, the declared charset or else the hint, with
     the bytes it cannot read replaced; where neither is known, a non-Latin script found in the
-    bytes, else Windows-1252, which decodes any byte. A declared US-ASCII with bytes above 127
-    declares nothing: it is a mailer's default label, and its bytes were written in some
-    other charset, which browsers too read as Windows-1252 unless told otherwise."""
+    bytes, else Windows-1252, which decodes any byte. (A US-ASCII label declares nothing.)"""
     declared, hinted = _codec(charset), _codec(hint)
     for candidate in (declared, "utf-8", hinted):
         if candidate:
@@ -222,8 +223,6 @@ def _decoded_text(data: bytes, charset: str | None, hint: str | None = None) -> 
                 return data.decode(candidate), candidate
             except (UnicodeDecodeError, LookupError):
                 continue
-    if declared == "ascii":
-        declared = None
     fallback = declared or hinted or _non_latin_charset(data) or "cp1252"
     return data.decode(fallback, errors="replace"), fallback
 
@@ -271,7 +270,7 @@ def _charset_in(raw: bytes) -> str | None:
     header bytes written raw, as the body that parse_message reads would give it."""
     for found in _ANY_CHARSET.finditer(raw[:65536]):
         codec = _codec(found.group(1).decode("ascii"))
-        if codec and codec != "ascii":
+        if codec:
             return codec
     return None
 
@@ -282,7 +281,7 @@ def _message_charset(message: Message) -> str | None:
     for part in message.walk():
         if part.get_content_maintype() in ("text", "multipart"):
             codec = _codec(_parameter(part.get_content_charset))
-            if codec and codec != "ascii":
+            if codec:
                 return codec
     return None
 
@@ -620,7 +619,7 @@ def _walk_body(part: Message, body: _Body, depth: int = 0) -> None:
         # found, is the likeliest for the next that declares none.
         hint = (_html_charset(payload) if content_type == "text/html" else None) or body.charset
         text, charset = _decoded_text(payload, declared, hint)
-        if body.charset is None and charset != "ascii" and not payload.isascii():
+        if body.charset is None and not payload.isascii():
             body.charset = charset
         (body.htmls if content_type == "text/html" else body.texts).append(text)
     else:
