@@ -10,6 +10,7 @@ from apps.triage.engine.classify import category_text
 from apps.triage.engine.deadlines import find_deadlines
 from apps.triage.engine.draft import ApprovedReply, compose_draft, find_references, load_templates
 from apps.triage.engine.priority import PriorityPolicy, prioritize
+from apps.triage.engine.rules import header_category
 from apps.triage.engine.sentences import split_sentences
 from apps.triage.engine.spam import structure_tokens
 from apps.triage.engine.summarize import MAX_CHARS, extractive_summary
@@ -240,6 +241,36 @@ def test_deadlines_in_chinese_japanese_and_korean(text, language, due):
 )
 def test_no_deadline_in_chinese_japanese_and_korean_plain_text(text, language):
     assert find_deadlines(text, WEDNESDAY, language) == []
+
+
+@pytest.mark.parametrize(
+    ("sender", "subject", "extra", "expected"),
+    [
+        # Google Groups' rejection, relayed by Gmail's daemon: automatic mail with a subject
+        # that says only what was not delivered.
+        ("Mail Delivery Subsystem <mailer-daemon@googlemail.com>",
+         "Your message wasn't delivered to it-security@school.example",
+         "Auto-Submitted: auto-replied\nReturn-Path: <>\n", "bounce"),
+        ("MAILER-DAEMON@mx.example.net", "Returned", "Return-Path: <>\n", "bounce"),
+        ("MAILER-DAEMON@mx.example.net", "Re: hello", "Auto-Submitted: auto-generated\n", "bounce"),
+        ("Systemadministrator <postmaster@kanzlei.example>",
+         "Unzustellbar: Ihre Zugangsdaten", "", "bounce"),
+        ("postmaster@school.example", "Non remis : Rappel", "", "bounce"),
+        ("postmaster@shop.example", "Message could not be delivered", "", "bounce"),
+        # Anyone can write MAILER-DAEMON in a From line; without a mark of automatic mail, or
+        # from a postmaster about something else, the models decide.
+        ("MAILER-DAEMON@mx.example.net", "Your mailbox is full, verify here", "", None),
+        ("MAILER-DAEMON@mx.example.net", "Re: hello", "Auto-Submitted: no\n", None),
+        ("Paul <postmaster@topsitez.example>", "Scoop websites onto your Palm", "", None),
+        # An out-of-office reply is still one.
+        ("Jane Doe <jane@example.com>", "Automatic reply: Invoice",
+         "Auto-Submitted: auto-replied\n", "auto_reply"),
+    ],
+)  # fmt: skip
+def test_bounces_are_known_by_the_daemon_that_sends_them(sender, subject, extra, expected):
+    message = make_message("Details below.", subject=subject, sender=sender, extra=extra)
+    decided = header_category(message, "before_spam")
+    assert (decided[0] if decided else None) == expected, decided
 
 
 def test_priority_reasons_and_levels():

@@ -11,12 +11,29 @@ _AUTO_REPLY_SUBJECT = re.compile(
     r"abwesenheitsnotiz|réponse automatique|respuesta automática|on vacation|away from)\b",
     re.I,
 )
+# Delivery failures and delays as mail servers word them, Exchange's translated "Undeliverable:"
+# prefixes among them (German, French, Spanish, Italian, Dutch, Portuguese).
 _BOUNCE_SUBJECT = re.compile(
-    r"(undeliver|delivery status notification|delivery failure|failure notice|returned mail|"
-    r"mail delivery (failed|system)|message not delivered|delivery has failed)",
+    r"(undeliver|non-?deliver|delivery status notification|delivery failure|failure notice|"
+    r"returned mail|mail delivery (failed|system)|message not delivered|delivery has failed|"
+    r"(was not|wasn't|could not be|couldn't be|cannot be|can't be) delivered|"
+    r"delivery (delayed|failed)|delayed mail|address not found|"
+    r"unzustellbar|non remis|no se puede entregar|non recapitat|onbestelbaar|"
+    r"não é possível entregar)",
     re.I,
 )
+_DAEMON_SENDER = re.compile(r"^(mailer-daemon|mail-daemon)@", re.I)
 _BOUNCE_SENDER = re.compile(r"^(mailer-daemon|postmaster|mail-daemon)@", re.I)
+
+
+def _from_the_mail_system(message: ParsedMessage) -> bool:
+    """Sent by a mail server's daemon as automatic mail: it sends nothing but delivery reports,
+    whatever the subject. Both marks are asked for because anyone can write MAILER-DAEMON in a
+    From line; a postmaster is a person's role and may write about anything."""
+    if not _DAEMON_SENDER.match(message.from_address or ""):
+        return False
+    automatic = message.auto_submitted not in ("", "no")
+    return automatic or (message.header("Return-Path") or "").strip() == "<>"
 
 
 def header_category(message: ParsedMessage, stage: str) -> tuple[str, str] | None:
@@ -30,6 +47,8 @@ def header_category(message: ParsedMessage, stage: str) -> tuple[str, str] | Non
         sender = message.from_address or ""
         if _BOUNCE_SENDER.match(sender) and _BOUNCE_SUBJECT.search(message.subject):
             return "bounce", f"From {sender} with a delivery-failure subject"
+        if _from_the_mail_system(message):
+            return "bounce", f"automatic mail from {sender}"
         if message.auto_submitted.startswith("auto-replied"):
             return "auto_reply", "Auto-Submitted: auto-replied"
         for name in ("X-Autoreply", "X-Autorespond", "X-Autoresponse"):
