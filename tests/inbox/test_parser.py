@@ -142,6 +142,33 @@ def test_multipart_attachments_and_nested_message():
     assert nested.content_type == "message/rfc822" and nested.size > 0
 
 
+@pytest.mark.parametrize(
+    ("text_part", "filename_bytes", "filename"),
+    [
+        # Apple Mail wrote UTF-8 file names raw (the Ruby mail library's fixture
+        # attachment_nonascii_filename.eml); RFC 6532 allows it.
+        (b"Content-Type: text/plain; charset=ISO-8859-1\r\n\r\nSee attached.\r\n",
+         "ciële.txt".encode(), "ciële.txt"),
+        # An older mailer's own code page, the one its text part declares.
+        (b"Content-Type: text/plain; charset=ISO-8859-1\r\n\r\nCi-joint le pr\xe9avis.\r\n",
+         "Préavis résiliation.pdf".encode("latin-1"), "Préavis résiliation.pdf"),
+        (b"Content-Type: text/plain; charset=Shift_JIS\r\n\r\n" + "添付します。".encode("shift_jis") + b"\r\n",
+         "見積書.pdf".encode("shift_jis"), "見積書.pdf"),
+    ],
+)  # fmt: skip
+def test_a_raw_file_name_reads_as_the_message_is_written(text_part, filename_bytes, filename):
+    raw = (
+        b"Subject: files\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
+        b"--XX\r\n" + text_part
+        + b"--XX\r\nContent-Type: application/octet-stream; name=" + filename_bytes + b"\r\n"
+        b"Content-Disposition: attachment;\r\n\tfilename=\"" + filename_bytes + b"\"\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\nUEsDBAo=\r\n--XX--\r\n"
+    )  # fmt: skip
+    [attachment] = parse_message(raw).attachments
+    assert attachment.filename == filename
+    assert attachment.size == 5
+
+
 def test_an_invitations_calendar_data_is_an_attachment_not_its_text():
     # As calendar services send invitations: the calendar data is one of the alternatives.
     raw = (

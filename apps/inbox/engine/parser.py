@@ -508,6 +508,9 @@ class _Body:
     decoded: int = 0
     not_decoded: int = 0
     charset: str | None = None  # the first charset other than ASCII that a text part was read in
+    # The first charset other than ASCII that a raw file name was read in: the same mailer
+    # wrote the others, so one guess serves every part.
+    filename_charset: str | None = None
 
     @property
     def budget(self) -> int:
@@ -585,9 +588,7 @@ def _walk_body(part: Message, body: _Body, depth: int = 0) -> None:
         return  # the parser left it unread, and said so
     content_type = part.get_content_type()
     disposition = _field(part, "Content-Disposition").split(";")[0].strip().lower() or None
-    filename = _parameter(part.get_filename)
-    if filename:
-        filename = decode_header_value(filename)
+    filename = _filename(part, body)
     if content_type == "message/rfc822" and depth > 0:
         # A forwarded message is an attachment of this one: its text is not this message's.
         _add_attachment(part, content_type, filename, disposition, body)
@@ -624,6 +625,28 @@ def _walk_body(part: Message, body: _Body, depth: int = 0) -> None:
         (body.htmls if content_type == "text/html" else body.texts).append(text)
     else:
         _add_attachment(part, content_type, filename, disposition, body)
+
+
+def _filename(part: Message, body: _Body) -> str | None:
+    """The part's file name. Bytes that are not ASCII written raw in the field (RFC 6532 allows
+    UTF-8 there, and older mailers wrote their own code page) are read as the message's other
+    raw header bytes are, with the body's charset as the hint; the standard library would read
+    each of them as a replacement character."""
+    raw = {
+        name.lower(): value.encode("ascii", "surrogateescape")
+        for name, value in part.raw_items()
+        if name.lower() in _PARAMETER_FIELDS and isinstance(value, str)
+    }
+    if any(not value.isascii() for value in raw.values()):
+        fields = Message()
+        for name, value in raw.items():
+            text, charset = _decoded_text(value, None, body.filename_charset or body.charset)
+            if not value.isascii():
+                body.filename_charset = body.filename_charset or charset
+            fields[name] = text
+        part = fields
+    filename = _parameter(part.get_filename)
+    return decode_header_value(filename) if filename else filename
 
 
 def _add_attachment(part: Message, content_type: str, filename: str | None,
