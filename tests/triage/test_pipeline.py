@@ -157,6 +157,30 @@ def test_automated_mail_about_money_goes_to_billing_and_the_rest_stays_a_notific
     assert built.category.decided_by == "headers: Auto-Submitted: auto-generated"
 
 
+def test_a_survey_answer_relayed_by_a_machine_is_feedback(triager):
+    # A survey tool sends the customer's words as automatic mail: they are still feedback. Its
+    # own notice that a survey closed is a notification.
+    automated = "Auto-Submitted: auto-generated\n"
+    answer = make_message(
+        "New response to \"How likely are you to recommend Brightdesk?\"\n\nScore: 6\n"
+        "Respondent: Dana Whitfield, Harbour Lane Dental\n\nComment: The inbox is fine but the "
+        "reporting is weak. I cannot see response times per agent without exporting to Excel, "
+        "and the mobile app logs me out every few days. Please make the reports more useful.",
+        subject="NPS response: 6 - Harbour Lane Dental", sender="responses@surveys.example",
+        extra=automated,
+    )  # fmt: skip
+    closed = make_message(
+        "Your survey \"Q4 customer pulse\" closed on 30 November with 214 responses.\n"
+        "Download the results: https://surveys.example/s/8812/results",
+        subject="Survey closed: Q4 customer pulse", sender="no-reply@surveys.example",
+        extra=automated,
+    )  # fmt: skip
+    relayed, notice = triager.triage([answer, closed])
+    assert relayed.category.label == "feedback", relayed.category
+    assert relayed.category.decided_by.endswith("automated mail: Auto-Submitted: auto-generated")
+    assert notice.category.label == "notification", notice.category
+
+
 def test_list_mail_that_is_a_notification_is_not_called_a_newsletter(triager):
     listed = "List-Unsubscribe: <https://lists.example.com/unsubscribe/8812>\n"
     build = make_message(

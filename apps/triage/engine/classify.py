@@ -34,12 +34,15 @@ LANGUAGE_SURE = 0.6
 # this sure of one of these for such mail, it decides. (List-Unsubscribe is left to its rule:
 # a payment company's newsletter reads like billing.)
 AUTOMATED_BUT_ACTIONABLE = frozenset({"billing", "security", "account"})
+# A survey or form tool relays what a person wrote (an NPS answer and its comment) as automatic
+# mail: the words are feedback, whoever sent them.
+RELAYED_BY_A_MACHINE = frozenset({"feedback"})
 # List headers say that mail went to a list, not that it is a newsletter: code hosts, trackers
 # and monitoring send their notifications with List-Unsubscribe too.
 LISTED_BUT_NOT_NEWSLETTER = frozenset({"notification"})
 # What the head may decide (at AUTOMATED_SURE) where a bulk header rule names a category.
 HEAD_MAY_DECIDE = {
-    "notification": AUTOMATED_BUT_ACTIONABLE,
+    "notification": AUTOMATED_BUT_ACTIONABLE | RELAYED_BY_A_MACHINE,
     "newsletter": LISTED_BUT_NOT_NEWSLETTER,
 }
 AUTOMATED_SURE = 0.5
