@@ -251,15 +251,18 @@ def test_no_deadline_in_chinese_japanese_and_korean_plain_text(text, language):
         ("Mail Delivery Subsystem <mailer-daemon@googlemail.com>",
          "Your message wasn't delivered to it-security@school.example",
          "Auto-Submitted: auto-replied\nReturn-Path: <>\n", "bounce"),
-        ("MAILER-DAEMON@mx.example.net", "Returned", "Return-Path: <>\n", "bounce"),
         ("MAILER-DAEMON@mx.example.net", "Re: hello", "Auto-Submitted: auto-generated\n", "bounce"),
+        # Exchange's "Undeliverable:" in its translations.
         ("Systemadministrator <postmaster@kanzlei.example>",
          "Unzustellbar: Ihre Zugangsdaten", "", "bounce"),
         ("postmaster@school.example", "Non remis : Rappel", "", "bounce"),
+        ("Microsoft Outlook <postmaster@studio.example>", "Non recapitabile: Preventivo", "", "bounce"),
         ("postmaster@shop.example", "Message could not be delivered", "", "bounce"),
-        # Anyone can write MAILER-DAEMON in a From line; without a mark of automatic mail, or
-        # from a postmaster about something else, the models decide.
+        # Anyone can write MAILER-DAEMON in a From line, or send with an empty envelope sender;
+        # without a mark of automatic mail, or from a postmaster about something else, the
+        # models decide.
         ("MAILER-DAEMON@mx.example.net", "Your mailbox is full, verify here", "", None),
+        ("MAILER-DAEMON@mx.example.net", "Messages on hold", "Return-Path: <>\n", None),
         ("MAILER-DAEMON@mx.example.net", "Re: hello", "Auto-Submitted: no\n", None),
         ("Paul <postmaster@topsitez.example>", "Scoop websites onto your Palm", "", None),
         # An out-of-office reply is still one.

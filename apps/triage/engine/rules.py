@@ -18,7 +18,7 @@ _BOUNCE_SUBJECT = re.compile(
     r"returned mail|mail delivery (failed|system)|message not delivered|delivery has failed|"
     r"(was not|wasn't|could not be|couldn't be|cannot be|can't be) delivered|"
     r"delivery (delayed|failed)|delayed mail|address not found|"
-    r"unzustellbar|non remis|no se puede entregar|non recapitat|onbestelbaar|"
+    r"unzustellbar|non remis|no se puede entregar|non recapit|onbestelbaar|"
     r"não é possível entregar)",
     re.I,
 )
@@ -27,13 +27,13 @@ _BOUNCE_SENDER = re.compile(r"^(mailer-daemon|postmaster|mail-daemon)@", re.I)
 
 
 def _from_the_mail_system(message: ParsedMessage) -> bool:
-    """Sent by a mail server's daemon as automatic mail: it sends nothing but delivery reports,
-    whatever the subject. Both marks are asked for because anyone can write MAILER-DAEMON in a
-    From line; a postmaster is a person's role and may write about anything."""
-    if not _DAEMON_SENDER.match(message.from_address or ""):
-        return False
+    """Automatic mail (Auto-Submitted) from a mail server's daemon: it sends nothing but delivery
+    reports, whatever the subject. Anyone can write MAILER-DAEMON in a From line, so the
+    Auto-Submitted mark is asked for too; mail that carries it is already taken as automatic
+    before the spam head, so this trusts nothing new. A postmaster is a person's role and may
+    write about anything."""
     automatic = message.auto_submitted not in ("", "no")
-    return automatic or (message.header("Return-Path") or "").strip() == "<>"
+    return automatic and bool(_DAEMON_SENDER.match(message.from_address or ""))
 
 
 def header_category(message: ParsedMessage, stage: str) -> tuple[str, str] | None:
