@@ -169,6 +169,20 @@ def test_a_raw_file_name_reads_as_the_message_is_written(text_part, filename_byt
     assert attachment.size == 5
 
 
+def test_raw_file_names_in_utf_8_and_a_code_page_in_one_message():
+    def part(name: bytes) -> bytes:
+        return (b"--XX\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; "
+                b'filename="' + name + b'"\r\n\r\nx\r\n')  # fmt: skip
+
+    raw = (
+        b"Subject: files\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
+        + part("Résumé.pdf".encode()) + part("Reçu n°12.pdf".encode("cp1252"))
+        + part("Größe.pdf".encode()) + b"--XX--\r\n"
+    )  # fmt: skip
+    names = [attachment.filename for attachment in parse_message(raw).attachments]
+    assert names == ["Résumé.pdf", "Reçu n°12.pdf", "Größe.pdf"]
+
+
 def test_an_invitations_calendar_data_is_an_attachment_not_its_text():
     # As calendar services send invitations: the calendar data is one of the alternatives.
     raw = (

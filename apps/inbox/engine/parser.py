@@ -508,8 +508,8 @@ class _Body:
     decoded: int = 0
     not_decoded: int = 0
     charset: str | None = None  # the first charset other than ASCII that a text part was read in
-    # The first charset other than ASCII that a raw file name was read in: the same mailer
-    # wrote the others, so one guess serves every part.
+    # The first code page (not UTF-8) that a raw file name was read in: the same mailer wrote
+    # the others, so one guess serves every part.
     filename_charset: str | None = None
 
     @property
@@ -641,7 +641,8 @@ def _filename(part: Message, body: _Body) -> str | None:
         fields = Message()
         for name, value in raw.items():
             text, charset = _decoded_text(value, None, body.filename_charset or body.charset)
-            if not value.isascii():
+            if charset != "utf-8" and not value.isascii():
+                # UTF-8 is tried first for every name anyway; what is kept is a code page.
                 body.filename_charset = body.filename_charset or charset
             fields[name] = text
         part = fields
