@@ -290,6 +290,25 @@ def test_priority_reasons_and_levels():
         assert prioritize(outage, quiet).level == "P3"
 
 
+def test_a_loud_question_is_for_today_at_most_and_an_outage_for_now():
+    # Shouting, a deadline tonight and a high-priority flag make a question urgent, not an
+    # outage: P1 at most. The same words about an outage are for now.
+    loud = make_message(
+        "URGENT!!! I need the export of all complaint tickets ASAP, the regulator's audit is "
+        "tomorrow and I need it by tonight. Production reporting is blocked for us. This is the "
+        "third time I am writing!",
+        subject="URGENT - export for the audit", extra="X-Priority: 1\n",
+    )  # fmt: skip
+    for category in ("support", "billing", "sales", "legal"):
+        decision = prioritize(loud, category)
+        assert decision.level == "P1", (category, decision)
+        assert (
+            decision.reasons[-1]
+            == f"{category} mail is for today at most, not for now (held below 70)"
+        )
+    assert prioritize(loud, "incident").level == "P0"
+
+
 def test_priority_deadline_vip_and_headers():
     message = make_message("Please send the signed contract by tomorrow at 9am.", subject="Contract",
                            sender="CEO <ceo@bigclient.example>", extra="X-Priority: 1\n")  # fmt: skip
@@ -300,7 +319,8 @@ def test_priority_deadline_vip_and_headers():
     assert "deadline 'by tomorrow at 9am' (2026-03-05 09:00" in reasons
     assert "important sender" in reasons and "high priority" in reasons
     assert decision.deadlines[0]["due"].startswith("2026-03-05T09:00")
-    assert decision.level == "P0"
+    # All of it makes a contract for today; only an outage or a compromise is for now.
+    assert decision.level == "P1" and "held below 70" in decision.reasons[-1]
 
 
 def test_sentences_drop_greetings_and_fragments():

@@ -212,6 +212,11 @@ DUE_THIS_WEEK_HOURS = 72
 P1_FLOOR = next(floor for floor, level in LEVELS if level == "P1")
 P0_FLOOR = next(floor for floor, level in LEVELS if level == "P0")
 FRUSTRATED_FLOOR = P1_FLOOR  # an angry or repeat complaint waits no longer than today
+# P0 is for what stops a customer's work or lets someone else into it: an outage, a compromise,
+# an account in the wrong hands. A question, a bill, a purchase, a legal letter, an opinion is
+# at most for today, however loud ("URGENT!!! view missing", marked high priority, a deadline
+# tonight): shouting does not make a how-to an outage.
+TODAY_AT_MOST = frozenset({"support", "billing", "sales", "legal", "feedback", "other"})
 
 
 @dataclass
@@ -362,5 +367,8 @@ def prioritize(
     if frustration and score < FRUSTRATED_FLOOR:
         reasons.append(f"a frustrated sender is answered today (raised to {FRUSTRATED_FLOOR})")
         score = FRUSTRATED_FLOOR
+    if category in TODAY_AT_MOST and score >= P0_FLOOR:
+        reasons.append(f"{category} mail is for today at most, not for now (held below {P0_FLOOR})")
+        score = P0_FLOOR - 1
     score = max(0, min(100, score))
     return PriorityDecision(score, level_for(score), reasons, [d.to_dict() for d in deadlines])
