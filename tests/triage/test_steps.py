@@ -309,6 +309,81 @@ def test_a_loud_question_is_for_today_at_most_and_an_outage_for_now():
     assert prioritize(loud, "incident").level == "P0"
 
 
+def test_a_data_subject_request_is_for_today_and_a_processing_agreement_for_this_week():
+    # Citing the GDPR is not a request under it: a processing agreement or a sub-processor list
+    # names the law too, and is contract work for this week.
+    requests = [
+        ("Subject access request", "Under Article 15 GDPR I request a copy of all personal data "
+                                   "you hold about me."),
+        ("Löschung meiner Daten", "Hiermit verlange ich die Löschung meiner personenbezogenen "
+                                  "Daten nach Art. 17 DSGVO."),
+        ("Pedido", "Solicito o acesso aos meus dados pessoais ao abrigo do RGPD."),
+        ("Demande", "Je demande l'effacement de mes données, conformément au RGPD."),
+    ]  # fmt: skip
+    for subject, body in requests:
+        decision = prioritize(make_message(body, subject=subject), "legal")
+        assert decision.level == "P1", (subject, decision)
+        assert any("data-subject request" in reason for reason in decision.reasons)
+    contracts = [
+        ("DPA for signature", "Please find attached our Data Processing Agreement under the GDPR "
+                              "for signature, with the list of sub-processors."),
+        ("Auftragsverarbeitung", "Anbei der Vertrag zur Auftragsverarbeitung nach Art. 28 DSGVO "
+                                 "mit der Liste der Unterauftragsverarbeiter."),
+        ("RGPD - DPA", "Dans le cadre de la revue annuelle RGPD, merci de nous envoyer la liste "
+                       "de vos sous-traitants ultérieurs."),
+    ]  # fmt: skip
+    for subject, body in contracts:
+        decision = prioritize(make_message(body, subject=subject), "legal")
+        assert decision.level == "P2", (subject, decision)
+        assert not any("data-subject request" in reason for reason in decision.reasons)
+
+
+def test_a_lost_second_factor_is_for_today_and_an_owner_change_for_this_week():
+    lost = [
+        "I lost my phone on the train and my 2FA codes were on it. I cannot log in.",
+        "Mein Handy wurde gestohlen, die Zwei-Faktor-App war darauf. Ich komme nicht mehr rein.",
+        "Tweestapsverificatie kwijt: mijn telefoon is kapot en ik ben de enige beheerder.",
+        "Got a new phone and the authenticator app did not move over, now I am locked out.",
+    ]
+    for body in lost:
+        decision = prioritize(make_message(body, subject="Locked out"), "account")
+        assert decision.level == "P1", (body, decision)
+        assert any("a second factor lost" in reason for reason in decision.reasons)
+    # A second factor named without a lost device, or a device lost without a second factor,
+    # is the ordinary account work it was.
+    for body in ("Please make Anna the account owner; she has 2FA set up already.",
+                 "I lost the invitation email, could you send it again?"):  # fmt: skip
+        decision = prioritize(make_message(body, subject="Account"), "account")
+        assert decision.level == "P2", (body, decision)
+    # Only account mail reads it: a lost phone in a how-to question is not a lockout.
+    assert prioritize(make_message(lost[0]), "support").level == "P2"
+
+
+def test_other_mail_that_asks_by_a_date_is_for_this_week():
+    # Sent on Wednesday 4 March 2026, 10:00.
+    asked = make_message("I am writing a piece on help desks for Retail Weekly. Could you give "
+                         "me a comment by Friday?", subject="Press enquiry")  # fmt: skip
+    decision = prioritize(asked, "other")
+    assert decision.level == "P2"
+    assert decision.reasons[-1].startswith("asked to act by 'by Friday'")
+    # Without a date, or with one weeks away, it waits for whenever there is time.
+    assert prioritize(make_message("Would you talk to my students one day?"), "other").level == "P3"
+    later = make_message("Could you send your slides before 30 April?")
+    assert prioritize(later, "other").level == "P3"
+    # Praise and suggestions read no deadline at all ("the answer came within an hour").
+    praise = make_message("Your answer came within an hour, by Friday we were live. Thank you!")
+    assert prioritize(praise, "feedback").level == "P3"
+
+
+def test_everyone_stopped_counts_with_a_number_or_a_team_name():
+    for body in ('All 58 agents get "Something went wrong" when they open any ticket.',
+                 "Replies are stuck on Sending for the whole subscriptions team.",
+                 "Antwoorden blijven hangen op Verzenden, alle agents hebben er last van.",
+                 "La piattaforma è irraggiungibile da stamattina, urgente."):  # fmt: skip
+        decision = prioritize(make_message(body, subject="Help"), "incident")
+        assert decision.level == "P0", (body, decision)
+
+
 def test_priority_deadline_vip_and_headers():
     message = make_message("Please send the signed contract by tomorrow at 9am.", subject="Contract",
                            sender="CEO <ceo@bigclient.example>", extra="X-Priority: 1\n")  # fmt: skip

@@ -163,6 +163,8 @@ def evaluate_triage(triager, labelled: list[Labelled], *, review_confidence: flo
             "language": item.message.language, "label": item.category,
             "predicted": outcome.category.label,
             "confidence": round(outcome.category.confidence, 3),
+            "spam_probability": (None if outcome.category.spam_probability is None
+                                 else round(outcome.category.spam_probability, 3)),
             "decided_by": outcome.category.decided_by, "review": reasons[i],
             "priority_label": "|".join(item.levels), "priority": outcome.priority.level,
             "priority_reasons": outcome.priority.reasons,

@@ -24,15 +24,15 @@ _URGENCY = re.compile(
 )
 # The whole team stopped, mail no longer arriving: impact, and for an incident, everyone affected.
 _EVERYONE_STOPPED = (
-    r"(whole|entire) (team|company|office|department|staff)|"
+    r"(whole|entire) ([a-z-]+ )?(team|company|office|department|staff)|"
     r"no (new |inbound |incoming )?(e-?mails?|mail|tickets|messages|chats) (have |has )?"
     r"(since|arriving|arrived|coming in|come in|for (hours|the last))"
 )
 _IMPACT = re.compile(
     r"\b(outage|down|production|prod|all (our )?(users|customers)|every (user|customer)|"
     r"revenue|data loss|losing (money|data|orders|customers)|cannot (log ?in|work|access)|"
-    r"breach|compromised|leak(ed)?|not working|stopped working|broken|checkout|black friday|"
-    r"payments? (are |is )?failing|(nobody|no one) can|all (of )?(our|my) (agents|staff|team|users|customers)|"
+    r"breach|compromised|leak(ed)?|not working|stopped working|broken|checkout|black friday|unreachable|"
+    r"payments? (are |is )?failing|(nobody|no one) can|all (of )?(our |my |the )?(\d+ )?(agents|staff|team|users|customers)|"
     r"(tickets|data|messages|emails|records) (have |has )?(disappeared|vanished|gone missing|deleted)|"
     r"(missing|lost|deleted) (tickets|data|messages|emails|records)|"
     # The server answering with errors.
@@ -54,7 +54,8 @@ _EVERYONE_ELSEWHERE = (
     r"tutt[oa] (il team|la squadra|l'ufficio)|non (arriva|arrivano|riceviamo) pi[ùu]|"
     r"per tutti gli (operatori|utenti|agenti)|toda a (equipe|equipa)|"
     r"n[ãa]o (chega|chegam|recebemos) mais|para todos os (agentes|usu[áa]rios|clientes)|"
-    r"het hele team|geen (e-?mails?|mails|tickets|berichten) meer|voor alle (agenten|medewerkers|gebruikers|klanten)"
+    r"het hele team|geen (e-?mails?|mails|tickets|berichten) meer|voor alle (agenten|medewerkers|gebruikers|klanten)|"
+    r"alle (agents|medewerkers|gebruikers)"
 )
 # Mail in other languages says the same things; the common words for them.
 _URGENCY_ELSEWHERE = re.compile(
@@ -70,14 +71,15 @@ _IMPACT_ELSEWHERE = re.compile(
     r"ca[íi]da|no funciona|fuera de servicio|producci[óo]n|todos nuestros|"
     r"non funziona|fuori servizio|produzione|tutti i nostri|"
     r"n[ãa]o funciona|fora do ar|produ[çc][ãa]o|parad[oa]|todos os nossos|"
-    r"werkt niet|storing|al onze|(fehler|erreur|error|errore|erro|fout) 50[0234]|"
+    r"werkt niet|storing|al onze|unerreichbar|inaccessible|"
+    r"inaccesible|irraggiungibile|inacess[íi]vel|onbereikbaar|(fehler|erreur|error|errore|erro|fout) 50[0234]|"
     + _EVERYONE_ELSEWHERE
     + r")\b",
     re.I,
 )
 # Everyone stopped, not one person: an incident this wide is for now, not for later today.
 _EVERYONE = re.compile(
-    r"\b(all (of )?(our |my )?(users|customers|agents|staff|team)|every (user|customer|agent)|"
+    r"\b(all (of )?(our |my |the )?(\d+ )?(users|customers|agents|staff|team)|every (user|customer|agent)|"
     r"(nobody|no one|none of us) (here )?(can|is able|has (received|got))|"
     r"alle (unsere )?(nutzer|kunden|agenten|mitarbeiter)|tous nos|todos nuestros|tutti i nostri|"
     r"todos os nossos|al onze|" + _EVERYONE_STOPPED + "|" + _EVERYONE_ELSEWHERE + r")\b",
@@ -168,12 +170,37 @@ _SCANNER_FINDING = re.compile(
     r"(header )?(is )?missing)\b",
     re.I,
 )
-# A data-subject request (GDPR and its kin) runs on a statutory clock.
+# A data-subject request (GDPR and its kin) runs on a statutory clock. The law's name alone is not
+# one: a processing agreement or a sub-processor list cites the GDPR too, and is contract work.
 _DATA_SUBJECT = re.compile(
-    r"\b(gdpr|dsgvo|rgpd|lgpd|ccpa|avg|data subject|right (to|of) (erasure|access)|"
-    r"art(icle|\.|ikel|igo|icolo)? ?1[57]|auskunft\w*|l[öo]schung\w*|droit (à l'effacement|d'acc[èe]s)|"
-    r"derecho (de acceso|de supresi[óo]n)|direito (de acesso|ao apagamento)|exclus[ãa]o de dados|"
-    r"diritto (di accesso|alla cancellazione)|inzageverzoek|verwijderverzoek)\b",
+    r"\b(data subject (access )?request|subject access request|right (to|of) (erasure|access|be forgotten)|"
+    r"(request|requests|requesting|asking) (for )?(the )?(erasure|deletion|access|a copy) (of|to) (my|our|his|her|their|all) "
+    r"(personal )?(data|information)|(erase|delete) (all )?(my|his|her) (personal )?(data|information)|"
+    r"art(icle|\.|ikel|igo|icolo|\.?º)? ?1[57]\b\.?|auskunft\w*|l[öo]schung\w*|droit (à l'effacement|d'acc[èe]s)|"
+    r"(acc[èe]s|effacement|suppression) (à |de )?(mes|ses|leurs) donn[ée]es|"
+    r"derecho (de acceso|de supresi[óo]n)|(acceso|supresi[óo]n) (a|de) (mis|sus) datos|"
+    r"direito (de acesso|ao apagamento)|(acesso|exclus[ãa]o|apagamento) (aos|dos|de) (meus )?dados|"
+    r"diritto (di accesso|alla cancellazione)|(accesso|cancellazione) (ai|dei) (miei )?dati|"
+    r"inzageverzoek|verwijderverzoek|(inzage in|verwijdering van) (mijn|mijn persoonsgegevens|gegevens))",
+    re.I,
+)
+# A lost second factor (a phone or authenticator lost, stolen or replaced): the person cannot
+# work until support has checked who they are and reset it, which no self-service link does.
+_SECOND_FACTOR = re.compile(
+    r"\b(2fa|mfa|two-factor|two factor|2-step|two-step|authenticator|authentication app|otp|"
+    r"zwei-faktor\w*|2-faktor\w*|authentifi(zierungs|cator)-?app|double authentification|a2f|"
+    r"authentification (à deux facteurs|forte)|(autenticaci[óo]n|verificaci[óo]n) en dos pasos|"
+    r"doble factor|(autenticazione|verifica) (a due fattori|in due passaggi)|"
+    r"(autentica[çc][ãa]o|verifica[çc][ãa]o) (de|em) dois (fatores|passos)|"
+    r"tweestapsverificatie|twee-factor\w*|tweefactor\w*)\b",
+    re.I,
+)
+_DEVICE_GONE = re.compile(
+    r"\b(lost|stolen|broke|broken|smashed|replaced|wiped|reset|old phone|new phone|no longer (have|has)|"
+    r"verloren|gestohlen|kaputt|neues (handy|telefon)|altes (handy|telefon)|perdu|vol[ée]|cass[ée]|"
+    r"nouveau t[ée]l[ée]phone|perd[íi]|robad[oa]|roto|nuevo m[óo]vil|pers[oa]|rubat[oa]|rotto|"
+    r"nuovo (telefono|cellulare)|perdi|roubad[oa]|avariad[oa]|novo (telem[óo]vel|celular)|"
+    r"kwijt|gestolen|kapot|nieuwe telefoon)\b",
     re.I,
 )
 # Saying "not urgent" is not urgency.
@@ -209,6 +236,11 @@ DUE_SOON_HOURS = 36
 # a deadline make a message one for now: "back before end of day" is for today (P1), and what
 # makes an incident P0 is its impact.
 DUE_THIS_WEEK_HOURS = 72
+# Mail about anything else that asks for something by a date within the working week (a press
+# query "by Thursday", a vote on the office party "bis Freitag", a reference letter) wants
+# someone to act this week; without a date it is for whenever there is time.
+ASKED_BY_A_DATE_HOURS = 120
+P2_FLOOR = next(floor for floor, level in LEVELS if level == "P2")
 P1_FLOOR = next(floor for floor, level in LEVELS if level == "P1")
 P0_FLOOR = next(floor for floor, level in LEVELS if level == "P0")
 FRUSTRATED_FLOOR = P1_FLOOR  # an angry or repeat complaint waits no longer than today
@@ -302,6 +334,12 @@ def prioritize(
             reasons.append(
                 f"data-subject request on a statutory clock: {', '.join(request[:2])} (+15)"
             )
+    if category == "account":
+        factor, device = _SECOND_FACTOR.search(text), _DEVICE_GONE.search(text)
+        if factor and device:
+            score += 10
+            reasons.append(f"a second factor lost: {factor.group(0).lower()}, "
+                           f"{device.group(0).lower()}: locked out until support resets it (+10)")  # fmt: skip
     frustration = sorted({m.group(0).lower() for m in _FRUSTRATION.finditer(text)
                           if category not in LEAVING_IS_THE_REQUEST
                           or not _LEAVING.fullmatch(m.group(0))})  # fmt: skip
@@ -339,6 +377,13 @@ def prioritize(
         score += points
         reasons.append(f"deadline {deadlines[0].text!r} ({deadlines[0].due:%Y-%m-%d %H:%M}, "
                        f"{hours:.0f} h after sending) (+{points}{capped})")  # fmt: skip
+
+    if category == "other" and deadlines and score < P2_FLOOR:
+        hours = deadlines[0].hours_after(sent)
+        if hours <= ASKED_BY_A_DATE_HOURS:
+            reasons.append(f"asked to act by {deadlines[0].text!r} ({hours:.0f} h after sending): "
+                           f"work for this week (raised to {P2_FLOOR})")  # fmt: skip
+            score = P2_FLOOR
 
     sender = (message.from_address or "").lower()
     domain = sender.rsplit("@", 1)[-1] if "@" in sender else ""
