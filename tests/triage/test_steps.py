@@ -355,6 +355,10 @@ def test_a_lost_second_factor_is_for_today_and_an_owner_change_for_this_week():
                  "I lost the invitation email, could you send it again?"):  # fmt: skip
         decision = prioritize(make_message(body, subject="Account"), "account")
         assert decision.level == "P2", (body, decision)
+    # An admin asking for a colleague's second factor to be reset asks for ordinary work.
+    reset = make_message("Please reset two-factor authentication for our agent Luca, he set up "
+                         "a new authenticator.", subject="2FA reset")  # fmt: skip
+    assert prioritize(reset, "account").level == "P2"
     # Only account mail reads it: a lost phone in a how-to question is not a lockout.
     assert prioritize(make_message(lost[0]), "support").level == "P2"
 
@@ -370,6 +374,10 @@ def test_other_mail_that_asks_by_a_date_is_for_this_week():
     assert prioritize(make_message("Would you talk to my students one day?"), "other").level == "P3"
     later = make_message("Could you send your slides before 30 April?")
     assert prioritize(later, "other").level == "P3"
+    # "Until" says how long something lasts, not what we are asked to do by then.
+    kept = make_message("Someone left a blue umbrella in the meeting room. It stays at reception "
+                        "until Friday.")  # fmt: skip
+    assert prioritize(kept, "other").level == "P3"
     # Praise and suggestions read no deadline at all ("the answer came within an hour").
     praise = make_message("Your answer came within an hour, by Friday we were live. Thank you!")
     assert prioritize(praise, "feedback").level == "P3"
@@ -382,6 +390,10 @@ def test_everyone_stopped_counts_with_a_number_or_a_team_name():
                  "La piattaforma è irraggiungibile da stamattina, urgente."):  # fmt: skip
         decision = prioritize(make_message(body, subject="Help"), "incident")
         assert decision.level == "P0", (body, decision)
+    # Everyone named in a request is no impact: merging the workspaces of all 39 users is work
+    # for this week.
+    merge = make_message("We would like to merge our two workspaces into one, for all 39 users.")
+    assert prioritize(merge, "account").level == "P2"
 
 
 def test_priority_deadline_vip_and_headers():

@@ -32,7 +32,7 @@ _IMPACT = re.compile(
     r"\b(outage|down|production|prod|all (our )?(users|customers)|every (user|customer)|"
     r"revenue|data loss|losing (money|data|orders|customers)|cannot (log ?in|work|access)|"
     r"breach|compromised|leak(ed)?|not working|stopped working|broken|checkout|black friday|unreachable|"
-    r"payments? (are |is )?failing|(nobody|no one) can|all (of )?(our |my |the )?(\d+ )?(agents|staff|team|users|customers)|"
+    r"payments? (are |is )?failing|(nobody|no one) can|all (of )?(our|my) (agents|staff|team|users|customers)|"
     r"(tickets|data|messages|emails|records) (have |has )?(disappeared|vanished|gone missing|deleted)|"
     r"(missing|lost|deleted) (tickets|data|messages|emails|records)|"
     # The server answering with errors.
@@ -85,6 +85,7 @@ _EVERYONE = re.compile(
     r"todos os nossos|al onze|" + _EVERYONE_STOPPED + "|" + _EVERYONE_ELSEWHERE + r")\b",
     re.I,
 )
+
 # Frustration: a customer who has written before, is angry, or is about to leave.
 _FRUSTRATION = re.compile(
     r"\b((third|fourth|fifth|second|3rd|4th) time|again and again|yet again|"
@@ -196,7 +197,7 @@ _SECOND_FACTOR = re.compile(
     re.I,
 )
 _DEVICE_GONE = re.compile(
-    r"\b(lost|stolen|broke|broken|smashed|replaced|wiped|reset|old phone|new phone|no longer (have|has)|"
+    r"\b(lost|stolen|broke|broken|smashed|replaced|wiped|old phone|new phone|no longer (have|has)|"
     r"verloren|gestohlen|kaputt|neues (handy|telefon)|altes (handy|telefon)|perdu|vol[ée]|cass[ée]|"
     r"nouveau t[ée]l[ée]phone|perd[íi]|robad[oa]|roto|nuevo m[óo]vil|pers[oa]|rubat[oa]|rotto|"
     r"nuovo (telefono|cellulare)|perdi|roubad[oa]|avariad[oa]|novo (telem[óo]vel|celular)|"
@@ -240,6 +241,7 @@ DUE_THIS_WEEK_HOURS = 72
 # query "by Thursday", a vote on the office party "bis Freitag", a reference letter) wants
 # someone to act this week; without a date it is for whenever there is time.
 ASKED_BY_A_DATE_HOURS = 120
+_UNTIL = re.compile(r"(until|till|'til)\b", re.I)
 P2_FLOOR = next(floor for floor, level in LEVELS if level == "P2")
 P1_FLOOR = next(floor for floor, level in LEVELS if level == "P1")
 P0_FLOOR = next(floor for floor, level in LEVELS if level == "P0")
@@ -299,16 +301,19 @@ def prioritize(
         reasons.append(f"urgency language: {', '.join(urgent[:3])} (+{points})")
     impact = sorted({m.group(0).lower() for pattern in (_IMPACT, _IMPACT_ELSEWHERE)
                      for m in pattern.finditer(text)})  # fmt: skip
+    # Something broken for everyone is impact in itself ("all 58 agents get an error"); the same
+    # words in a request ("merge the workspaces of all 39 users") are not.
+    everyone = (sorted({m.group(0).lower() for m in _EVERYONE.finditer(text)})
+                if category == "incident" else [])  # fmt: skip
+    impact = sorted(set(impact) | set(everyone))
     if impact and category not in NO_IMMEDIATE_PROBLEM:
         points = min(20, 10 * len(impact))
         score += points
         reasons.append(f"business impact: {', '.join(impact[:3])} (+{points})")
 
-    if category == "incident" and impact:
-        everyone = sorted({m.group(0).lower() for m in _EVERYONE.finditer(text)})
-        if everyone:
-            score += 5
-            reasons.append(f"everyone affected: {', '.join(everyone[:2])} (+5)")
+    if everyone:
+        score += 5
+        reasons.append(f"everyone affected: {', '.join(everyone[:2])} (+5)")
 
     compromise = sorted({m.group(0).lower() for m in _COMPROMISE.finditer(text)})
     if compromise and category in ACCOUNT_AT_RISK:
@@ -380,7 +385,9 @@ def prioritize(
 
     if category == "other" and deadlines and score < P2_FLOOR:
         hours = deadlines[0].hours_after(sent)
-        if hours <= ASKED_BY_A_DATE_HOURS:
+        # "Until Friday" says how long something lasts ("the umbrella stays at reception until
+        # Friday"), not what we are asked to do by then.
+        if hours <= ASKED_BY_A_DATE_HOURS and not _UNTIL.match(deadlines[0].text):
             reasons.append(f"asked to act by {deadlines[0].text!r} ({hours:.0f} h after sending): "
                            f"work for this week (raised to {P2_FLOOR})")  # fmt: skip
             score = P2_FLOOR
