@@ -12,7 +12,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from apps.triage.engine.classify import SPAM_THRESHOLD, category_text
+from apps.triage.engine.classify import SPAM_SURE, SPAM_THRESHOLD, category_text
 from apps.triage.engine.evaluation import evaluate_triage, load_labelled
 from apps.triage.engine.examples import PACKAGED, load_examples
 from apps.triage.engine.priority import prioritize
@@ -127,9 +127,11 @@ def test_bulk_mail_that_looks_like_spam_is_never_a_sure_newsletter(triager):
     decision = triager.triage([offer])[0].category
     assert offer.language == "de"
     assert decision.spam_probability >= SPAM_THRESHOLD, "the head no longer doubts this offer"
-    assert decision.label == "spam" or (
-        decision.review == "language" and decision.confidence <= 1 - decision.spam_probability
-    )
+    # Spam is judged alike in the languages the spam head learned: called spam, and shown to a
+    # person first where the head is less than sure (it once went to the category head, for its
+    # language, and came out as billing or legal mail). A Finnish question is not (above).
+    assert decision.label == "spam"
+    assert decision.review == ("uncertain spam" if decision.spam_probability < SPAM_SURE else None)
     # Wanted bulk mail stays a newsletter, as sure as it is not spam.
     digest = make_message(
         "Hi Jane,\n\nthis month in the help center: three new articles on routing rules, a "

@@ -24,10 +24,16 @@ SPAM_THRESHOLD = 0.5
 # Below this spam probability a message called spam goes to a person first: a wanted newsletter
 # or a receipt lost to the spam folder costs more than a look.
 SPAM_SURE = 0.9
-# Languages the encoder and heads were trained on. In another language, a decision less sure
-# than LANGUAGE_SURE goes to a person with the reason "language", and a spam call needs
-# SPAM_SURE: the models misread what they cannot read, and business mail must not be lost.
+# Languages the encoder was trained on. In another language, a category decision less sure than
+# LANGUAGE_SURE goes to a person with the reason "language": the models misread what they cannot
+# read.
 KNOWN_LANGUAGES = frozenset({"en"})
+# Languages the spam head learned business mail and its imitations in (the labelled set and the
+# written examples). In them spam is judged as in English; holding it back to SPAM_SURE sent
+# imitations of invoices and changed bank details to billing instead. In any other language
+# (Finnish, Japanese, ...) a spam call still needs SPAM_SURE: unfamiliar words look odd to the
+# head, and business mail must not be lost.
+SPAM_LANGUAGES = frozenset({"en", "de", "fr", "es", "it", "pt", "nl"})
 LANGUAGE_SURE = 0.6
 # Auto-Submitted says that a machine sent a message, not what it is about: receipts, invoices
 # and remittance advice are billing, a sign-in alert is security. Where the category head is
@@ -46,6 +52,7 @@ HEAD_MAY_DECIDE = {
     "newsletter": LISTED_BUT_NOT_NEWSLETTER,
 }
 AUTOMATED_SURE = 0.5
+
 # A labelled real message counts as much as a taxonomy example (cross-validated on the tune part,
 # weighing labelled mail 2 or 4 times as much gained nothing).
 EXAMPLE_WEIGHT = 1.0
@@ -254,7 +261,9 @@ class Classifier:
             foreign = bool(message.language) and message.language not in self.known_languages
             if listed and listed[0] == "allow":
                 pass  # an allowed sender is never spam: straight to the category head
-            elif spam_p[i] >= SPAM_THRESHOLD and not (foreign and spam_p[i] < SPAM_SURE):
+            elif spam_p[i] >= SPAM_THRESHOLD and (
+                spam_p[i] >= SPAM_SURE or not message.language or message.language in SPAM_LANGUAGES
+            ):
                 review = "uncertain spam" if spam_p[i] < SPAM_SURE else None
                 decisions.append(CategoryDecision("spam", float(spam_p[i]), "spam_head", alternatives,
                                                   float(spam_p[i]), review))  # fmt: skip
