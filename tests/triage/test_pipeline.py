@@ -181,6 +181,25 @@ def test_a_survey_answer_relayed_by_a_machine_is_feedback(triager):
     assert notice.category.label == "notification", notice.category
 
 
+def test_a_subject_that_names_a_suggestion_makes_it_feedback(triager):
+    # The body of a suggestion reads like a question about the product; its subject says what
+    # it is. Without that subject the same words stay a support question.
+    body = ("Hi,\n\nis there a way to export all tickets of one customer to CSV? I cannot find "
+            "the option in the settings, and we need it for our monthly reports.\n\nThanks,\nJane")  # fmt: skip
+    named = [make_message(body, subject=subject) for subject in (
+        "Feature request: CSV export per customer", "Re: Suggestion - CSV export per customer",
+        "Vorschlag: CSV-Export pro Kunde", "Sugestão: exportar CSV por cliente",
+    )]  # fmt: skip
+    plain = make_message(body, subject="CSV export per customer")
+    quote = make_message(body, subject="Proposta: CSV export per customer")  # a quote, not an idea
+    *suggestions, question, proposal = triager.triage([*named, plain, quote])
+    for outcome in suggestions:
+        assert outcome.category.label == "feedback", outcome.category
+        assert ", subject: " in outcome.category.decided_by
+    assert question.category.label == "support", question.category
+    assert "subject" not in proposal.category.decided_by
+
+
 def test_list_mail_that_is_a_notification_is_not_called_a_newsletter(triager):
     listed = "List-Unsubscribe: <https://lists.example.com/unsubscribe/8812>\n"
     build = make_message(

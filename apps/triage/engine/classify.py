@@ -3,6 +3,7 @@ trained on the taxonomy's descriptions and examples."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,19 @@ HEAD_MAY_DECIDE = {
     "newsletter": LISTED_BUT_NOT_NEWSLETTER,
 }
 AUTOMATED_SURE = 0.5
+# A subject that names the message a suggestion ("Feature request: scheduled replies",
+# "Vorschlag: Urlaubsvertretung", "Sugestão: …") says what it is better than its body, which
+# reads like a question about the product (support) or its price (sales). The head's certainty
+# that it is a person's own mail carries over.
+SUGGESTION_SUBJECT = re.compile(
+    r"^((re|aw|antw|sv|r|rv|ref|fwd?|wg|tr|enc|doorst)\s*:\s*)*(?P<name>(feature|product) "
+    r"(idea|request|suggestion|wish)|suggestions?|idea|idee|idée|vorschlag|verbesserungsvorschlag|"
+    r"anregung|feature-?wunsch|sugest[ãa]o|sugerencia|suggerimento|suggestie|verbetervoorstel|"
+    r"id[ée]e d'am[ée]lioration)\s*[:\-–]",
+    re.I,
+)
+# The categories a subject naming a suggestion overrides: the ones its body is mistaken for.
+A_SUGGESTION_IS_NOT = frozenset({"support", "sales", "other", "incident"})
 
 # A labelled real message counts as much as a taxonomy example (cross-validated on the tune part,
 # weighing labelled mail 2 or 4 times as much gained nothing).
@@ -283,6 +297,14 @@ class Classifier:
                 decided_by = f"headers: {rule[1]}"
             elif listed:
                 decided_by = f"{self.model_signal}, allow list: {listed[1]}"
+            if (
+                label in A_SUGGESTION_IS_NOT
+                and "feedback" in self.taxonomy
+                and not rule
+                and (named := SUGGESTION_SUBJECT.match(message.subject))
+            ):
+                label, others = "feedback", [a for a in alternatives if a[0] != "feedback"][:2]
+                decided_by = f"{decided_by}, subject: {named.group('name').strip()}"
             confidence = float(confidence) * not_spam
             review = "language" if foreign and confidence < LANGUAGE_SURE else None
             decisions.append(CategoryDecision(label, confidence, decided_by, others,
