@@ -182,7 +182,7 @@ _DATA_SUBJECT = re.compile(
     r"derecho (de acceso|de supresi[óo]n)|(acceso|supresi[óo]n) (a|de) (mis|sus) datos|"
     r"direito (de acesso|ao apagamento)|(acesso|exclus[ãa]o|apagamento) (aos|dos|de) (meus )?dados|"
     r"diritto (di accesso|alla cancellazione)|(accesso|cancellazione) (ai|dei) (miei )?dati|"
-    r"inzageverzoek|verwijderverzoek|(inzage in|verwijdering van) (mijn|mijn persoonsgegevens|gegevens))",
+    r"inzageverzoek|verwijderverzoek|(inzage in|verwijdering van) (mijn|gegevens))\b",
     re.I,
 )
 # A lost second factor (a phone or authenticator lost, stolen or replaced): the person cannot
