@@ -387,13 +387,56 @@ def test_everyone_stopped_counts_with_a_number_or_a_team_name():
     for body in ('All 58 agents get "Something went wrong" when they open any ticket.',
                  "Replies are stuck on Sending for the whole subscriptions team.",
                  "Antwoorden blijven hangen op Verzenden, alle agents hebben er last van.",
-                 "La piattaforma è irraggiungibile da stamattina, urgente."):  # fmt: skip
+                 "La piattaforma è irraggiungibile da stamattina, urgente.",
+                 # Mail no longer arriving, in plain words.
+                 "Nothing has come into Brightdesk since last night.",
+                 "Aucun message des habitants reçu depuis 7h ce matin.",
+                 "Seit heute früh sind keine neuen E-Mails im Postfach angekommen."):  # fmt: skip
         decision = prioritize(make_message(body, subject="Help"), "incident")
         assert decision.level == "P0", (body, decision)
     # Everyone named in a request is no impact: merging the workspaces of all 39 users is work
     # for this week.
     merge = make_message("We would like to merge our two workspaces into one, for all 39 users.")
     assert prioritize(merge, "account").level == "P2"
+
+
+def test_a_disclosed_weakness_is_for_today_and_data_open_now_for_now():
+    # A researcher says what an attacker could do; a CERT says data is open right now.
+    report = make_message(
+        "Hi security team, during responsible disclosure testing I found that any ticket "
+        "attachment can be downloaded without authentication by changing the ID in the URL. "
+        "Proof of concept attached. I have not shared this with anyone.",
+        subject="Vulnerability report: attachment download",
+    )  # fmt: skip
+    decision = prioritize(report, "security")
+    assert decision.level == "P1", decision
+    assert any(reason.startswith("a disclosure (") for reason in decision.reasons)
+    open_now = make_message(
+        "Our scan found your Elasticsearch instance at 203.0.113.7:9200 reachable without "
+        "authentication. It holds customer tickets with names and e-mail addresses.",
+        subject="[CERT-Report] Open Elasticsearch",
+    )  # fmt: skip
+    assert prioritize(open_now, "security").level == "P0"
+    # Asking about a bug-bounty programme reports nothing.
+    scope = make_message("Is your public API in scope for your bug bounty? Thanks, a security "
+                         "researcher", subject="Bug bounty scope question")  # fmt: skip
+    assert prioritize(scope, "security").level == "P2"
+
+
+def test_a_question_shouted_is_counted_once():
+    loud = make_message("URGENT!!! ASAP please: how do I change the colour of the chat bubble? "
+                        "It is the wrong colour.", subject="URGENT!!! chat bubble")  # fmt: skip
+    decision = prioritize(loud, "support")
+    assert decision.level == "P2", decision
+    assert (
+        decision.reasons[-1]
+        == "nothing but shouting: a question asked loudly is counted once (-10)"
+    )
+    # A date, anger or something broken for everyone still make it one for today.
+    for extra in (" I need it by tomorrow at 9am.", " This is the third time I am writing!",
+                  " All our users see the wrong colour, nothing works."):  # fmt: skip
+        decision = prioritize(make_message(loud.text + extra, subject=loud.subject), "support")
+        assert decision.level == "P1", (extra, decision)
 
 
 def test_priority_deadline_vip_and_headers():

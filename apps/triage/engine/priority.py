@@ -26,7 +26,9 @@ _URGENCY = re.compile(
 _EVERYONE_STOPPED = (
     r"(whole|entire) ([a-z-]+ )?(team|company|office|department|staff)|"
     r"no (new |inbound |incoming )?(e-?mails?|mail|tickets|messages|chats) (have |has )?"
-    r"(since|arriving|arrived|coming in|come in|for (hours|the last))"
+    r"(since|arriving|arrived|coming in|come in|for (hours|the last))|"
+    r"nothing (has )?(come|coming|came|arrived|arriving) (in|into|through)|"
+    r"not (a single|one) (e-?mail|mail|message|ticket) (has )?(come|arrived|reached)"
 )
 _IMPACT = re.compile(
     r"\b(outage|down|production|prod|all (our )?(users|customers)|every (user|customer)|"
@@ -55,7 +57,14 @@ _EVERYONE_ELSEWHERE = (
     r"per tutti gli (operatori|utenti|agenti)|toda a (equipe|equipa)|"
     r"n[ãa]o (chega|chegam|recebemos) mais|para todos os (agentes|usu[áa]rios|clientes)|"
     r"het hele team|geen (e-?mails?|mails|tickets|berichten) meer|voor alle (agenten|medewerkers|gebruikers|klanten)|"
-    r"alle (agents|medewerkers|gebruikers)"
+    r"alle (agents|medewerkers|gebruikers)|"
+    # Mail no longer arriving, said in plain words: "aucun message des habitants reçu depuis 7h".
+    r"aucun(e)? (nouveau |nouvel )?(message|e-?mail|mail|ticket|courriel)s?(\s+\S+){0,3}?\s+(re[çc]us?|arriv[ée]e?s?)|"
+    r"keine (neuen )?(e-?mails?|mails|nachrichten|tickets)(\s+\S+){0,3}?\s+(angekommen|eingegangen|empfangen)|"
+    r"ning[úu]n (correo|mensaje|email|ticket)(\s+\S+){0,3}?\s+(ha )?(llegado|entrado|recibido)|"
+    r"nessun[ao]? (mail|email|e-mail|messaggio|ticket)(\s+\S+){0,3}?\s+([èe] )?(arrivat[oa]|ricevut[oa]|entrat[oa])|"
+    r"nenhum[a]? (e-?mail|mensagem|ticket|pedido)(\s+\S+){0,3}?\s+(chegou|recebid[oa]|entrou)|"
+    r"geen (enkele )?(e-?mail|mail|bericht|ticket)s?(\s+\S+){0,3}?\s+(binnengekomen|ontvangen|aangekomen)"
 )
 # Mail in other languages says the same things; the common words for them.
 _URGENCY_ELSEWHERE = re.compile(
@@ -162,6 +171,19 @@ _VULNERABILITY = re.compile(
     r"(publicly|openly) (accessible|reachable|exposed)|[öo]ffentlich (zug[äa]nglich|erreichbar))\b",
     re.I,
 )
+# A weakness reported by whoever found it (a researcher, a bug-bounty hunter, a customer's own
+# tester), in the words such reports use; a report is a weakness to look at today.
+_DISCLOSURE_REPORT = (
+    r"vulnerability report|responsible disclosure|coordinated disclosure|proof of concept|poc|"
+    r"(divulgation|divulgaci[óo]n|divulga[çc][ãa]o|divulgazione) responsabile?|"
+    r"verantwortungsvolle offenlegung|(rapport|informe|relat[óo]rio|segnalazione|melding) "
+    r"(de |di |van )?(vulnérabilité|vulnerabilidad|vulnerabilidade|vulnerabilità|kwetsbaarheid)|"
+    r"schwachstellenmeldung|sicherheitsl[üu]cke gefunden"
+)
+_REPORTED = re.compile(r"\b(" + _DISCLOSURE_REPORT + r")\b", re.I)
+# Who writes such reports, or about them: with these, "without authentication" describes what an
+# attacker could do, not what happened ("Bug bounty scope question" asks, it reports nothing).
+_DISCLOSURE = re.compile(r"\b(" + _DISCLOSURE_REPORT + r"|bug bounty|security researcher)\b", re.I)
 # What scanners find on any domain and unsolicited "bug bounty" mail reports as critical: a
 # missing DMARC or SPF record, clickjacking, absent security headers. Worth a look this week,
 # never today, whatever the subject line says.
@@ -241,6 +263,9 @@ DUE_THIS_WEEK_HOURS = 72
 # query "by Thursday", a vote on the office party "bis Freitag", a reference letter) wants
 # someone to act this week; without a date it is for whenever there is time.
 ASKED_BY_A_DATE_HOURS = 120
+# A how-to question shouted ("URGENT!!! ASAP", "DRINGEND") with nothing broken for more than the
+# sender, no date and no anger is a question for this week: its urgency words count once.
+SHOUTING_COUNTS_ONCE = frozenset({"support"})
 _UNTIL = re.compile(r"(until|till|'til)\b", re.I)
 P2_FLOOR = next(floor for floor, level in LEVELS if level == "P2")
 P1_FLOOR = next(floor for floor, level in LEVELS if level == "P1")
@@ -295,10 +320,11 @@ def prioritize(
     urgent = sorted({m.group(0).lower() for pattern in (_URGENCY, _URGENCY_ELSEWHERE)
                      for m in pattern.finditer(text)
                      if not _NEGATED.search(text[max(0, m.start() - 16):m.start()])})  # fmt: skip
+    urgency_points = 0
     if urgent and category not in NO_IMMEDIATE_PROBLEM:
-        points = min(20, 10 * len(urgent))
-        score += points
-        reasons.append(f"urgency language: {', '.join(urgent[:3])} (+{points})")
+        urgency_points = min(20, 10 * len(urgent))
+        score += urgency_points
+        reasons.append(f"urgency language: {', '.join(urgent[:3])} (+{urgency_points})")
     impact = sorted({m.group(0).lower() for pattern in (_IMPACT, _IMPACT_ELSEWHERE)
                      for m in pattern.finditer(text)})  # fmt: skip
     # Something broken for everyone is impact in itself ("all 58 agents get an error"); the same
@@ -316,6 +342,13 @@ def prioritize(
         reasons.append(f"everyone affected: {', '.join(everyone[:2])} (+5)")
 
     compromise = sorted({m.group(0).lower() for m in _COMPROMISE.finditer(text)})
+    disclosure = _DISCLOSURE.search(text)
+    if compromise and disclosure:
+        # A researcher's report says what an attacker could do ("download any attachment
+        # without authentication"), not that anyone did: a weakness for today, not a break-in.
+        reasons.append(f"a disclosure ({disclosure.group(0).lower()}): what could happen, not "
+                       f"what happened ({', '.join(compromise[:2])})")  # fmt: skip
+        compromise = []
     if compromise and category in ACCOUNT_AT_RISK:
         score += 30
         reasons.append(f"account may be in someone else's hands: {', '.join(compromise[:2])} (+30)")
@@ -324,7 +357,8 @@ def prioritize(
         score += 15
         reasons.append(f"a password or key out of our hands: {exposed.group(0).lower()} (+15)")
     if category in ("security", "incident"):
-        weakness = sorted({m.group(0).lower() for m in _VULNERABILITY.finditer(text)})
+        weakness = sorted({m.group(0).lower() for pattern in (_VULNERABILITY, _REPORTED)
+                           for m in pattern.finditer(text)})  # fmt: skip
         if weakness:
             score += 15
             reasons.append(f"a weakness reported: {', '.join(weakness[:2])} (+15)")
@@ -391,6 +425,12 @@ def prioritize(
             reasons.append(f"asked to act by {deadlines[0].text!r} ({hours:.0f} h after sending): "
                            f"work for this week (raised to {P2_FLOOR})")  # fmt: skip
             score = P2_FLOOR
+
+    if (category in SHOUTING_COUNTS_ONCE and urgency_points > 10
+            and not (impact or frustration or deadlines)):  # fmt: skip
+        score -= urgency_points - 10
+        reasons.append(f"nothing but shouting: a question asked loudly is counted once "
+                       f"(-{urgency_points - 10})")  # fmt: skip
 
     sender = (message.from_address or "").lower()
     domain = sender.rsplit("@", 1)[-1] if "@" in sender else ""
