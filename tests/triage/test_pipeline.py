@@ -175,10 +175,23 @@ def test_a_survey_answer_relayed_by_a_machine_is_feedback(triager):
         subject="Survey closed: Q4 customer pulse", sender="no-reply@surveys.example",
         extra=automated,
     )  # fmt: skip
-    relayed, notice = triager.triage([answer, closed])
+    # The tool's own wrapping, a score without a comment, reads like any notification; its
+    # subject says it is an answer.
+    bare = make_message(
+        "Pollcraft notification\n\nSurvey: Brightdesk customer NPS (Q4 2026)\nResponse ID: 88213\n"
+        "Submitted: 1 Dec 2026 10:42 UTC\nChannel: email\nScore: 3\n\nView response: "
+        "https://pollcraft.example/r/88213\nExport all responses: "
+        "https://pollcraft.example/s/12/export\n\nYou receive this email because notifications "
+        "are on for this survey. Manage notifications: https://pollcraft.example/settings",
+        subject="New NPS response: 3 from Harbour Lane Dental", sender="notify@pollcraft.example",
+        extra=automated,
+    )  # fmt: skip
+    relayed, notice, scored = triager.triage([answer, closed, bare])
     assert relayed.category.label == "feedback", relayed.category
     assert relayed.category.decided_by.endswith("automated mail: Auto-Submitted: auto-generated")
     assert notice.category.label == "notification", notice.category
+    assert scored.category.label == "feedback", scored.category
+    assert "subject: a survey answer (New NPS response)" in scored.category.decided_by
 
 
 def test_a_subject_that_names_a_suggestion_makes_it_feedback(triager):

@@ -44,6 +44,15 @@ AUTOMATED_BUT_ACTIONABLE = frozenset({"billing", "security", "account"})
 # A survey or form tool relays what a person wrote (an NPS answer and its comment) as automatic
 # mail: the words are feedback, whoever sent them.
 RELAYED_BY_A_MACHINE = frozenset({"feedback"})
+# A survey tool announces each answer in its subject ("New NPS response: 6 from …", "New response
+# to …", "Nieuwe reactie: NPS 6"): the customer's score and words, relayed, are feedback however
+# the head reads the tool's wrapping. Its other mail ("Survey closed: …") stays a notification.
+SURVEY_ANSWER_SUBJECT = re.compile(
+    r"\b(nps (response|answer|score)|nps:? ?\d+|new (nps |survey )?(response|answer)|"
+    r"nouvelle r[ée]ponse|r[ée]ponse [àa] l'enqu[êe]te|neue antwort|nueva respuesta|"
+    r"nuova risposta|nova resposta|nieuwe (reactie|respons))\b",
+    re.I,
+)
 # List headers say that mail went to a list, not that it is a newsletter: code hosts, trackers
 # and monitoring send their notifications with List-Unsubscribe too.
 LISTED_BUT_NOT_NEWSLETTER = frozenset({"notification"})
@@ -292,6 +301,11 @@ class Classifier:
             rule = header_category(message, "after_spam")
             if rule and label in HEAD_MAY_DECIDE.get(rule[0], ()) and confidence >= AUTOMATED_SURE:
                 decided_by = f"{self.model_signal}, automated mail: {rule[1]}"
+            elif (rule and rule[0] == "notification" and "feedback" in self.taxonomy
+                  and (answer := SURVEY_ANSWER_SUBJECT.search(message.subject))):  # fmt: skip
+                label, confidence = "feedback", 1.0
+                others = [a for a in alternatives if a[0] != "feedback"][:2]
+                decided_by = f"headers: {rule[1]}, subject: a survey answer ({answer.group(0)})"
             elif rule:
                 label, confidence, others = rule[0], 1.0, alternatives
                 decided_by = f"headers: {rule[1]}"
