@@ -191,7 +191,12 @@ def test_a_survey_answer_relayed_by_a_machine_is_feedback(triager):
     assert relayed.category.decided_by.endswith("automated mail: Auto-Submitted: auto-generated")
     assert notice.category.label == "notification", notice.category
     assert scored.category.label == "feedback", scored.category
-    assert "subject: a survey answer (New NPS response)" in scored.category.decided_by
+    assert "subject: a survey answer (response, NPS)" in scored.category.decided_by
+    # A help desk's own notice of a reply says "response" too, and is no survey answer.
+    reply = make_message("Agent Tom replied to your ticket #4411.\nView the conversation: "
+                         "https://help.vendor.example/t/4411", subject="New response on ticket #4411",
+                         sender="no-reply@help.vendor.example", extra=automated)  # fmt: skip
+    assert triager.triage([reply])[0].category.label == "notification"
 
 
 def test_a_subject_that_names_a_suggestion_makes_it_feedback(triager):

@@ -45,14 +45,26 @@ AUTOMATED_BUT_ACTIONABLE = frozenset({"billing", "security", "account"})
 # mail: the words are feedback, whoever sent them.
 RELAYED_BY_A_MACHINE = frozenset({"feedback"})
 # A survey tool announces each answer in its subject ("New NPS response: 6 from …", "New response
-# to …", "Nieuwe reactie: NPS 6"): the customer's score and words, relayed, are feedback however
-# the head reads the tool's wrapping. Its other mail ("Survey closed: …") stays a notification.
-SURVEY_ANSWER_SUBJECT = re.compile(
-    r"\b(nps (response|answer|score)|nps:? ?\d+|new (nps |survey )?(response|answer)|"
-    r"nouvelle r[ée]ponse|r[ée]ponse [àa] l'enqu[êe]te|neue antwort|nueva respuesta|"
-    r"nuova risposta|nova resposta|nieuwe (reactie|respons))\b",
+# to "Customer survey" (score 9)", "Nieuwe reactie: NPS 6"): the customer's score and words,
+# relayed, are feedback however the head reads the tool's wrapping. Both marks are needed: a
+# help desk's "New response on ticket #4411" is a notification, and so is the tool's own
+# "Survey closed: …".
+_SURVEY = re.compile(
+    r"\b(nps|survey|score|promoter|passive|detractor|recommend|\d+ ?/ ?10|enqu[êe]te|umfrage|"
+    r"encuesta|sondaggio|pesquisa|inqu[êe]rito|enqu[êe]te)\b",
     re.I,
 )
+_ANSWER = re.compile(
+    r"\b(response|answer|r[ée]ponse|antwort|respuesta|risposta|resposta|reactie|respons)\b", re.I
+)
+
+
+def announces_a_survey_answer(subject: str) -> str | None:
+    """The answer's mark in the subject of a survey tool's mail announcing one, or None."""
+    survey, answer = _SURVEY.search(subject), _ANSWER.search(subject)
+    return f"{answer.group(0)}, {survey.group(0)}" if survey and answer else None
+
+
 # List headers say that mail went to a list, not that it is a newsletter: code hosts, trackers
 # and monitoring send their notifications with List-Unsubscribe too.
 LISTED_BUT_NOT_NEWSLETTER = frozenset({"notification"})
@@ -302,10 +314,10 @@ class Classifier:
             if rule and label in HEAD_MAY_DECIDE.get(rule[0], ()) and confidence >= AUTOMATED_SURE:
                 decided_by = f"{self.model_signal}, automated mail: {rule[1]}"
             elif (rule and rule[0] == "notification" and "feedback" in self.taxonomy
-                  and (answer := SURVEY_ANSWER_SUBJECT.search(message.subject))):  # fmt: skip
+                  and (answer := announces_a_survey_answer(message.subject))):  # fmt: skip
                 label, confidence = "feedback", 1.0
                 others = [a for a in alternatives if a[0] != "feedback"][:2]
-                decided_by = f"headers: {rule[1]}, subject: a survey answer ({answer.group(0)})"
+                decided_by = f"headers: {rule[1]}, subject: a survey answer ({answer})"
             elif rule:
                 label, confidence, others = rule[0], 1.0, alternatives
                 decided_by = f"headers: {rule[1]}"
