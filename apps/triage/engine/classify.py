@@ -51,7 +51,7 @@ RELAYED_BY_A_MACHINE = frozenset({"feedback"})
 # "Survey closed: …".
 _SURVEY = re.compile(
     r"\b(nps|survey|score|promoter|passive|detractor|recommend|\d+ ?/ ?10|enqu[êe]te|umfrage|"
-    r"encuesta|sondaggio|pesquisa|inqu[êe]rito|enqu[êe]te)\b",
+    r"encuesta|sondaggio|pesquisa|inqu[êe]rito)\b",
     re.I,
 )
 _ANSWER = re.compile(
@@ -241,6 +241,11 @@ class SenderLists:
         return None
 
 
+def _besides(alternatives: list[tuple[str, float]], label: str) -> list[tuple[str, float]]:
+    """The next two alternatives to a decision for label, which is no alternative to itself."""
+    return [a for a in alternatives if a[0] != label][:2]
+
+
 class Classifier:
     def __init__(self, taxonomy: Taxonomy, spam_head: SpamHead, encoder=None, *,
                  learned: Learned | None = None, senders: SenderLists | None = None,
@@ -290,7 +295,7 @@ class Classifier:
                     near.value, near.similarity,
                     f"reviewed: like a message a reviewer filed as {near.value} "
                     f"(similarity {near.similarity:.2f}, model {self.learned.version})",
-                    [a for a in alternatives if a[0] != near.value][:2], float(spam_p[i]),
+                    _besides(alternatives, near.value), float(spam_p[i]),
                 ))  # fmt: skip
                 continue
             foreign = bool(message.language) and message.language not in self.known_languages
@@ -316,7 +321,7 @@ class Classifier:
             elif (rule and rule[0] == "notification" and "feedback" in self.taxonomy
                   and (answer := announces_a_survey_answer(message.subject))):  # fmt: skip
                 label, confidence = "feedback", 1.0
-                others = [a for a in alternatives if a[0] != "feedback"][:2]
+                others = _besides(alternatives, "feedback")
                 decided_by = f"headers: {rule[1]}, subject: a survey answer ({answer})"
             elif rule:
                 label, confidence, others = rule[0], 1.0, alternatives
@@ -329,7 +334,7 @@ class Classifier:
                 and not rule
                 and (named := SUGGESTION_SUBJECT.match(message.subject))
             ):
-                label, others = "feedback", [a for a in alternatives if a[0] != "feedback"][:2]
+                label, others = "feedback", _besides(alternatives, "feedback")
                 decided_by = f"{decided_by}, subject: {named.group('name').strip()}"
             confidence = float(confidence) * not_spam
             review = "language" if foreign and confidence < LANGUAGE_SURE else None
