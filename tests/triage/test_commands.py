@@ -100,6 +100,7 @@ def test_train_spam_writes_loadable_heads(tmp_path, spam_corpus):
     light = SpamHead.load(tmp_path / "spam_head_light.npz")
     assert full.embedding_dimension == 384 and light.embedding_dimension == 0
     assert full.meta["messages"] == 120 and full.meta["augmented"] is True
+    assert full.bayes is not None and light.bayes is not None
     prize = parse_message(
         b"Subject: WIN NOW\n\nWIN $1,000,000 NOW!!! Click here to claim your prize\n"
     )

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from apps.inbox.engine import parse_message
+from apps.triage.engine import spam
 from apps.triage.engine.classify import category_text
 from apps.triage.engine.deadlines import find_deadlines
 from apps.triage.engine.draft import ApprovedReply, compose_draft, find_references, load_templates
@@ -493,6 +494,50 @@ def test_chinese_and_japanese_sentences_end_at_full_width_marks():
 def test_spam_tokens_say_where_replies_and_links_go(headers, body, tokens):
     message = parse_message(headers + b"Subject: x\r\n\r\n" + body)
     assert tokens <= set(structure_tokens(message).split())
+
+
+def _spam_documents(texts):
+    return [spam.spam_document(parse_message(f"Subject: x\n\n{t}\n".encode())) for t in texts]
+
+
+_SPAM_WORDS = ["win a free prize now", "cheap pills free offer", "claim your free prize money"]
+_HAM_WORDS = ["the meeting notes are attached", "see the notes from the build", "meeting moved"]
+
+
+def test_the_bayes_vote_moves_a_close_call_but_is_capped():
+    documents = _spam_documents(_SPAM_WORDS + _HAM_WORDS)
+    labels = np.array([1, 1, 1, 0, 0, 0])
+    head = spam.train(documents, None, labels)
+    assert head.bayes is not None
+    without_vote = spam.SpamHead(head.coef, head.intercept, 0, head.meta)
+    prize, notes = _spam_documents(["free prize", "meeting notes"])
+    assert head.predict_proba([prize], None)[0] > without_vote.predict_proba([prize], None)[0]
+    assert head.predict_proba([notes], None)[0] < without_vote.predict_proba([notes], None)[0]
+    # Naive Bayes multiplies every word's odds as if independent: forty words each a hundred
+    # times likelier in spam would be odds of 10^80. Capped, the vote stays a vote, and the
+    # tempered probability stays short of one.
+    loud = spam.BayesVote(np.full(spam.BAYES_FEATURES, np.log(100.0)), 0.0)
+    forty_words = _spam_documents([" ".join(f"word{i}" for i in range(40))])
+    assert loud.logits(forty_words)[0] == spam.BAYES_LOGIT_LIMIT
+    capped = spam.SpamHead(np.zeros_like(head.coef), 0.0, 0, head.meta, loud)
+    assert capped.predict_proba(forty_words, None)[0] == pytest.approx(
+        1 / (1 + np.exp(-spam.TEMPERATURE * spam.BAYES_WEIGHT * spam.BAYES_LOGIT_LIMIT))
+    )
+
+
+def test_a_spam_head_keeps_its_vote_through_a_file_and_loads_without_one(tmp_path):
+    documents = _spam_documents(_SPAM_WORDS + _HAM_WORDS)
+    head = spam.train(documents, None, np.array([1, 1, 1, 0, 0, 0]))
+    head.save(tmp_path / "head.npz")
+    loaded = spam.SpamHead.load(tmp_path / "head.npz")
+    assert np.allclose(loaded.predict_proba(documents, None), head.predict_proba(documents, None))
+    # A head saved before the vote existed: the regression alone, untempered.
+    older = spam.SpamHead(head.coef, head.intercept, 0, head.meta)
+    older.save(tmp_path / "older.npz")
+    assert spam.SpamHead.load(tmp_path / "older.npz").bayes is None
+    logits = spam.sparse_features(documents) @ head.coef + head.intercept
+    assert np.allclose(spam.SpamHead.load(tmp_path / "older.npz").predict_proba(documents, None),
+                       1 / (1 + np.exp(-logits)))  # fmt: skip
 
 
 def test_summary_limits_and_redundancy():
