@@ -185,6 +185,22 @@ def test_a_deadline_makes_an_incident_for_today_not_for_now():
     assert prioritize(down, "incident").level == "P0"  # impact, not the deadline, makes it now
 
 
+def test_anger_makes_an_incident_for_today_not_for_now():
+    # One integration failing, written for the third time: the customer is owed an answer today,
+    # but their anger says how soon, not how wide the damage is.
+    slack = make_message("Third time I am writing: the Slack integration stopped posting tickets.",
+                         subject="Slack notifications")  # fmt: skip
+    decision = prioritize(slack, "incident")  # 55, and +15 for the frustration would make it P0
+    assert decision.level == "P1"
+    assert any("anger is for today, not for now" in reason for reason in decision.reasons)
+    wide = make_message("Third time I am writing! Production is down for all our agents.",
+                        subject="Down")  # fmt: skip
+    assert prioritize(wide, "incident").level == "P0"  # the impact makes it now
+    support = make_message("This is the third time I am writing about the invoice template.",
+                           subject="Template")  # fmt: skip
+    assert prioritize(support, "support").level == "P1"  # still answered today
+
+
 def test_english_text_is_not_searched_for_other_languages_words():
     assert find_deadlines("Zahlbar bis Freitag.", WEDNESDAY, "de")
     assert find_deadlines("Zahlbar bis Freitag.", WEDNESDAY, "en") == []

@@ -383,9 +383,11 @@ def prioritize(
                           if category not in LEAVING_IS_THE_REQUEST
                           or not _LEAVING.fullmatch(m.group(0))})  # fmt: skip
     if frustration:
-        points = min(25, 15 * len(frustration))
+        points, capped = min(25, 15 * len(frustration)), ""
+        if score < P0_FLOOR <= score + points:
+            points, capped = P0_FLOOR - 1 - score, ", anger is for today, not for now"
         score += points
-        reasons.append(f"frustration: {', '.join(frustration[:3])} (+{points})")
+        reasons.append(f"frustration: {', '.join(frustration[:3])} (+{points}{capped})")
     if category == "billing" and not (urgent or impact or frustration):
         receipt = _RECEIPT.search(message.subject)
         auto_submitted = message.auto_submitted
