@@ -174,31 +174,26 @@ def test_an_incident_that_stops_everyone_is_for_now():
     assert prioritize(question, "support").reasons == ["category support (+30)"]
 
 
-def test_a_deadline_makes_an_incident_for_today_not_for_now():
-    sync = make_message("The sync has failed since last night. We need it back before end of day.",
-                        subject="Sync failing")  # fmt: skip
-    decision = prioritize(sync, "incident")  # 55, and +20 for the deadline would make it P0
+@pytest.mark.parametrize(
+    ("narrow", "wide", "reason"),
+    [
+        # 55, and +20 for the deadline would make it P0.
+        ("The sync has failed since last night. We need it back before end of day.",
+         "Production is down for all our agents. Fix it before end of day!",
+         "a deadline is for today, not for now"),
+        # 55, and +15 for the frustration would make it P0: anger says how soon the customer is
+        # owed an answer, not how wide the damage is.
+        ("Third time I am writing: the Slack integration stopped posting tickets.",
+         "Third time I am writing! Production is down for all our agents.",
+         "anger is for today, not for now"),
+    ],
+)  # fmt: skip
+def test_a_deadline_or_anger_makes_an_incident_for_today_not_for_now(narrow, wide, reason):
+    decision = prioritize(make_message(narrow, subject="Failing"), "incident")
     assert decision.level == "P1"
-    assert any("a deadline is for today, not for now" in reason for reason in decision.reasons)
-    down = make_message("Production is down for all our agents. Fix it before end of day!",
-                        subject="Down")  # fmt: skip
-    assert prioritize(down, "incident").level == "P0"  # impact, not the deadline, makes it now
-
-
-def test_anger_makes_an_incident_for_today_not_for_now():
-    # One integration failing, written for the third time: the customer is owed an answer today,
-    # but their anger says how soon, not how wide the damage is.
-    slack = make_message("Third time I am writing: the Slack integration stopped posting tickets.",
-                         subject="Slack notifications")  # fmt: skip
-    decision = prioritize(slack, "incident")  # 55, and +15 for the frustration would make it P0
-    assert decision.level == "P1"
-    assert any("anger is for today, not for now" in reason for reason in decision.reasons)
-    wide = make_message("Third time I am writing! Production is down for all our agents.",
-                        subject="Down")  # fmt: skip
-    assert prioritize(wide, "incident").level == "P0"  # the impact makes it now
-    support = make_message("This is the third time I am writing about the invoice template.",
-                           subject="Template")  # fmt: skip
-    assert prioritize(support, "support").level == "P1"  # still answered today
+    assert any(reason in r for r in decision.reasons)
+    # The impact, not the deadline or the anger, makes it one for now.
+    assert prioritize(make_message(wide, subject="Down"), "incident").level == "P0"
 
 
 def test_english_text_is_not_searched_for_other_languages_words():
