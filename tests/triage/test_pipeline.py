@@ -199,6 +199,49 @@ def test_a_survey_answer_relayed_by_a_machine_is_feedback(triager):
     assert triager.triage([reply])[0].category.label == "notification"
 
 
+def test_a_persons_words_relayed_by_their_tools_are_what_the_person_asks(triager):
+    # A web form's submission and a tracker's copy of a customer's comment come as automatic
+    # mail; what they carry is a prospect's purchase and a customer's broken mail. The tools' own
+    # notices (an alert, a failed build, a shipment) stay notifications.
+    cases = [  # (expected, subject, sender, body)
+        ("sales", "New form submission: Contact sales",
+         "Formwell <notifications@formwell.example>",
+         "New submission from your website\n\nForm: Contact sales\nName: Priya Raman\n"
+         "Company: Tidewater Clinics (14 locations)\nEmail: priya.raman@tidewater-clinics.example"
+         "\n\nMessage:\nWe are comparing help desks for our patient services team, about 30 "
+         "agents. Could you send pricing for the Professional and Enterprise plans and suggest a "
+         "time for a demo next week?\n\n--\nSent by Formwell"),
+        ("incident", "[Tracker] (SUP-812) Customer emails bouncing from Brightdesk since this morning",
+         "Tracker <tracker@bellini-viaggi.example>",
+         "Marco Bellini commented on SUP-812:\n\nSince this morning every email our customers "
+         "send to help@bellini-viaggi.example bounces back from Brightdesk with '550 mailbox "
+         "unavailable'. Nothing reaches our 25 agents and bookings for the weekend are waiting. "
+         "Please fix this on your side as soon as possible.\n\nView issue: "
+         "https://tracker.example/browse/SUP-812"),
+        ("notification", "[FIRING:1] HighErrorRate api-gateway", "Alertmanager <alerts@ops.example>",
+         "[FIRING:1] HighErrorRate api-gateway (production)\n\nSummary: 5xx rate above 5% for 10 "
+         "minutes\nValue: 7.2%\nStarted: 2026-12-01 03:12 UTC\nRunbook: "
+         "https://runbooks.example/api-gateway\nSilence: https://alerts.example/silence/8812"),
+        ("notification", "Build failed: main #4412", "CI <ci@ops.example>",
+         "Build #4412 of main failed.\n\nStage: test\nFailed job: integration-tests (exit code "
+         "1)\nCommit: 9f2c1e3 Update dependencies\n\nSee the log: https://ci.example/builds/4412"),
+        ("notification", "Your order has shipped", "Shop <noreply@shop.example>",
+         "Your order 88213 has shipped.\nCarrier: DHL Express\nTracking: 1Z999AA10123456784\n"
+         "Estimated delivery: Thursday 3 December"),
+    ]  # fmt: skip
+    results = triager.triage([
+        make_message(body, subject=subject, sender=sender, extra="Auto-Submitted: auto-generated\n")
+        for _, subject, sender, body in cases
+    ])  # fmt: skip
+    assert [r.category.label for r in results] == [case[0] for case in cases], [
+        r.category for r in results
+    ]
+    for relayed in results[:2]:
+        assert relayed.category.decided_by.endswith(
+            "automated mail: Auto-Submitted: auto-generated"
+        )
+
+
 def test_a_subject_that_names_a_suggestion_makes_it_feedback(triager):
     # The body of a suggestion reads like a question about the product; its subject says what
     # it is. Without that subject the same words stay a support question.

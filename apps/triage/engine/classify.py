@@ -41,9 +41,11 @@ LANGUAGE_SURE = 0.6
 # this sure of one of these for such mail, it decides. (List-Unsubscribe is left to its rule:
 # a payment company's newsletter reads like billing.)
 AUTOMATED_BUT_ACTIONABLE = frozenset({"billing", "security", "account"})
-# A survey or form tool relays what a person wrote (an NPS answer and its comment) as automatic
-# mail: the words are feedback, whoever sent them.
-RELAYED_BY_A_MACHINE = frozenset({"feedback"})
+# A tool relays what a person wrote as automatic mail: a survey's answer and its comment, a web
+# form's submission ("Contact sales", "Contact form"), a tracker's or a chat's copy of a customer's
+# report. The words are what the person asks, whoever sent them; where the head is less sure than
+# AUTOMATED_SURE of it, the mail is the notification its headers say.
+RELAYED_BY_A_MACHINE = frozenset({"feedback", "sales", "support", "incident"})
 # A survey tool announces each answer in its subject ("New NPS response: 6 from …", "New response
 # to "Customer survey" (score 9)", "Nieuwe reactie: NPS 6"): the customer's score and words,
 # relayed, are feedback however the head reads the tool's wrapping. Both marks are needed: a
