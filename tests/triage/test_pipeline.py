@@ -261,6 +261,31 @@ def test_a_subject_that_names_a_suggestion_makes_it_feedback(triager):
     assert "subject" not in proposal.category.decided_by
 
 
+def test_a_subject_that_names_a_vulnerability_makes_it_a_security_report_for_today(triager):
+    # A researcher's report tells how to reach something (a link, a file, without a login); in a
+    # language the encoder does not know it reads like a support question. Its subject says what
+    # it is, and a weakness reported is looked at today.
+    body = ("Hallo,\n\nwenn wir den Link zu einem Anhang aus einer Antwort kopieren und in einem "
+            "privaten Fenster öffnen, wird die Datei ohne Anmeldung heruntergeladen. Auch nach "
+            "einer Woche funktioniert der Link noch. Ist das so gewollt? Könnt ihr das ändern?"
+            "\n\nViele Grüße\nJonas Weber")  # fmt: skip
+    named = [make_message(body, subject=subject) for subject in (
+        "Kwetsbaarheid: bijlagen zonder inloggen op te vragen",
+        "Vulnerabilidade: anexos acessíveis sem login",
+        "Sicherheitslücke: Anhänge ohne Anmeldung abrufbar",
+    )]  # fmt: skip
+    plain = make_message(body, subject="Anhänge ohne Anmeldung")
+    *reports, question = triager.triage([*named, plain])
+    for report in reports:
+        assert report.category.label == "security", report.category
+        assert report.priority.level == "P1", report.priority
+        assert any(reason.startswith("a weakness reported") for reason in report.priority.reasons)
+    # The head reads the Dutch report as a support question; its subject decides.
+    assert reports[0].category.decided_by.endswith(", subject: Kwetsbaarheid")
+    assert question.category.label == "support", question.category
+    assert question.priority.level == "P2", question.priority
+
+
 def test_list_mail_that_is_a_notification_is_not_called_a_newsletter(triager):
     listed = "List-Unsubscribe: <https://lists.example.com/unsubscribe/8812>\n"
     build = make_message(

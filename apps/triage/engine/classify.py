@@ -17,6 +17,7 @@ from apps.inbox.engine import ParsedMessage
 from apps.inbox.engine.quotes import forwarded_message
 from apps.triage.engine.hashing import CHAR_NGRAMS
 from apps.triage.engine.learning import Learned
+from apps.triage.engine.priority import VULNERABILITY_SUBJECT
 from apps.triage.engine.rules import header_category
 from apps.triage.engine.spam import SpamDocument, SpamHead
 from apps.triage.engine.taxonomy import Taxonomy
@@ -89,6 +90,16 @@ SUGGESTION_SUBJECT = re.compile(
 )
 # The categories a subject naming a suggestion overrides: the ones its body is mistaken for.
 A_SUGGESTION_IS_NOT = frozenset({"support", "sales", "other", "incident"})
+# A subject that names a vulnerability (priority.VULNERABILITY_SUBJECT) says that a report of a
+# flaw follows; its body, which tells how to reach something (a link, a download, a login), reads
+# like a support question in a language the encoder does not know. Every such subject in the
+# labelled set is security, the scanners' unsolicited "findings" among them.
+A_VULNERABILITY_REPORT_IS_NOT = frozenset({"support", "incident", "account", "feedback", "other"})
+# What a subject may say a message is, over the head: (pattern, category, what it overrides).
+SUBJECT_NAMES = (
+    (SUGGESTION_SUBJECT, "feedback", A_SUGGESTION_IS_NOT),
+    (VULNERABILITY_SUBJECT, "security", A_VULNERABILITY_REPORT_IS_NOT),
+)
 
 # A labelled real message counts as much as a taxonomy example (cross-validated on the tune part,
 # weighing labelled mail 2 or 4 times as much gained nothing).
@@ -330,14 +341,15 @@ class Classifier:
                 decided_by = f"headers: {rule[1]}"
             elif listed:
                 decided_by = f"{self.model_signal}, allow list: {listed[1]}"
-            if (
-                label in A_SUGGESTION_IS_NOT
-                and "feedback" in self.taxonomy
-                and not rule
-                and (named := SUGGESTION_SUBJECT.match(message.subject))
-            ):
-                label, others = "feedback", _besides(alternatives, "feedback")
-                decided_by = f"{decided_by}, subject: {named.group('name').strip()}"
+            for pattern, named_label, overridden in () if rule else SUBJECT_NAMES:
+                if (
+                    label in overridden
+                    and named_label in self.taxonomy
+                    and (named := pattern.search(message.subject))
+                ):
+                    label, others = named_label, _besides(alternatives, named_label)
+                    decided_by = f"{decided_by}, subject: {named.group('name').strip()}"
+                    break
             confidence = float(confidence) * not_spam
             review = "language" if foreign and confidence < LANGUAGE_SURE else None
             decisions.append(CategoryDecision(label, confidence, decided_by, others,

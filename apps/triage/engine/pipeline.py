@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 
 # Priority comes from rules in priority.py; change this label when they change.
-PRIORITY_RULES_VERSION = "priority-rules-12"
+PRIORITY_RULES_VERSION = "priority-rules-13"
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,16 @@ _DISCLOSURE_REPORT = (
     r"(de |di |van )?(vulnérabilité|vulnerabilidad|vulnerabilidade|vulnerabilità|kwetsbaarheid)|"
     r"schwachstellenmeldung|sicherheitsl[üu]cke gefunden"
 )
+# A subject that names a vulnerability ("Vulnerability report: …", "Sicherheitslücke: …",
+# "Kwetsbaarheid: …", "Posible vulnerabilidad: …"): a report of a weakness follows, in whatever
+# words its body uses (classify reads it too).
+VULNERABILITY_SUBJECT = re.compile(
+    r"\b(?P<name>vulnerabilit(y|ies)|security (issue|flaw|hole|bug)|responsible disclosure|"
+    r"sicherheitsl[üu]cken?|schwachstellen?|kwetsbaarhe(id|den)|beveiligingslek(ken)?|"
+    r"vuln[ée]rabilit[ée]s?|faille de s[ée]curit[ée]|vulnerabilidad(es)?|fallo de seguridad|"
+    r"vulnerabilit[àa]|falla di sicurezza|vulnerabilidades?|falha de seguran[çc]a)\b",
+    re.I,
+)
 _REPORTED = re.compile(r"\b(" + _DISCLOSURE_REPORT + r")\b", re.I)
 # Who writes such reports, or about them: with these, "without authentication" describes what an
 # attacker could do, not what happened ("Bug bounty scope question" asks, it reports nothing).
@@ -359,6 +369,8 @@ def prioritize(
     if category in ("security", "incident"):
         weakness = sorted({m.group(0).lower() for pattern in (_VULNERABILITY, _REPORTED)
                            for m in pattern.finditer(text)})  # fmt: skip
+        if named := VULNERABILITY_SUBJECT.search(message.subject):
+            weakness.append(f"subject: {named.group('name').lower()}")
         if weakness:
             score += 15
             reasons.append(f"a weakness reported: {', '.join(weakness[:2])} (+15)")
