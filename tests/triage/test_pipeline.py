@@ -270,9 +270,9 @@ def test_a_subject_that_names_a_vulnerability_makes_it_a_security_report_for_tod
             "einer Woche funktioniert der Link noch. Ist das so gewollt? Könnt ihr das ändern?"
             "\n\nViele Grüße\nJonas Weber")  # fmt: skip
     named = [make_message(body, subject=subject) for subject in (
+        "Schwachstelle: Anhänge ohne Anmeldung abrufbar",
         "Kwetsbaarheid: bijlagen zonder inloggen op te vragen",
         "Vulnerabilidade: anexos acessíveis sem login",
-        "Sicherheitslücke: Anhänge ohne Anmeldung abrufbar",
     )]  # fmt: skip
     plain = make_message(body, subject="Anhänge ohne Anmeldung")
     *reports, question = triager.triage([*named, plain])
@@ -280,8 +280,8 @@ def test_a_subject_that_names_a_vulnerability_makes_it_a_security_report_for_tod
         assert report.category.label == "security", report.category
         assert report.priority.level == "P1", report.priority
         assert any(reason.startswith("a weakness reported") for reason in report.priority.reasons)
-    # The head reads the Dutch report as a support question; its subject decides.
-    assert reports[0].category.decided_by.endswith(", subject: Kwetsbaarheid")
+    # The head reads the German report as a support question; its subject decides.
+    assert reports[0].category.decided_by.endswith(", subject: Schwachstelle")
     assert question.category.label == "support", question.category
     assert question.priority.level == "P2", question.priority
 
