@@ -7,10 +7,13 @@ import re
 import numpy as np
 import pytest
 
+from apps.triage.engine.classify import Classifier
 from apps.triage.engine.encoder import Encoder, ModelLoadError
 from apps.triage.engine.evaluation import evaluate_triage, load_labelled
 from apps.triage.engine.examples import CategoryExamples, load_examples, packaged_vectors_path
 from apps.triage.engine.pipeline import TriageConfig, Triager
+from apps.triage.engine.spam import spam_document
+from apps.triage.engine.taxonomy import Taxonomy
 from tests.triage.conftest import SAMPLES, make_message
 
 
@@ -275,15 +278,31 @@ def test_a_subject_that_names_a_vulnerability_makes_it_a_security_report_for_tod
         "Vulnerabilidade: anexos acessíveis sem login",
     )]  # fmt: skip
     plain = make_message(body, subject="Anhänge ohne Anmeldung")
-    *reports, question = triager.triage([*named, plain])
-    for report in reports:
+    for report in triager.triage(named):
         assert report.category.label == "security", report.category
         assert report.priority.level == "P1", report.priority
         assert any(reason.startswith("a weakness reported") for reason in report.priority.reasons)
-    # The head reads the German report as a support question; its subject decides.
-    assert reports[0].category.decided_by.endswith(", subject: Schwachstelle")
-    assert question.category.label == "support", question.category
-    assert question.priority.level == "P2", question.priority
+    # Where the head reads the report as a support question, the subject decides. A head that
+    # learned this very text as support, and nothing of vulnerabilities, reads it so whatever
+    # the shipped head has learned since (today's reads it as security unaided).
+    taxonomy = Taxonomy.from_dict({"categories": [
+        {"name": "support", "description": "A customer asks how to do something.",
+         "examples": [body, "Wie ändere ich die Farbe des Chat-Widgets?"]},
+        {"name": "security", "description": "Phishing seen by users.",
+         "examples": ["We received a phishing mail that pretends to be from you."]},
+        {"name": "spam", "description": "Unsolicited junk."},
+        {"name": "other", "description": "Anything else."},
+    ]})  # fmt: skip
+    knows_it_as_support = Classifier(taxonomy, triager.spam_head, triager.encoder)
+    *decisions, unnamed = knows_it_as_support.classify(
+        [*named, plain], triager.encode([*named, plain]).vectors,
+        [spam_document(m) for m in (*named, plain)],
+    )  # fmt: skip
+    assert unnamed.label == "support", unnamed
+    for decision, name in zip(decisions, ("Schwachstelle", "Kwetsbaarheid", "Vulnerabilidade"),
+                              strict=True):  # fmt: skip
+        assert decision.label == "security", decision
+        assert decision.decided_by == f"encoder, subject: {name}", decision
 
 
 def test_list_mail_that_is_a_notification_is_not_called_a_newsletter(triager):

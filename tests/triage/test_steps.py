@@ -144,6 +144,8 @@ def test_a_scanners_finding_waits_for_this_week():
          "a password or key out of our hands"),
         ("Um colega digitou a senha num e-mail falso.", "pt", "P1",
          "a password or key out of our hands"),
+        ("Ons API-token is gelekt via een openbare repository; we hebben het ingetrokken.",
+         "nl", "P1", "a password or key out of our hands"),
         ("Our API token was pushed to a public GitHub repo for an hour; we revoked it. Can you "
          "check whether it was used?", "en", "P1", "a password or key out of our hands"),
     ],

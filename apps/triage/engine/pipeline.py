@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 
 # Priority comes from rules in priority.py; change this label when they change.
-PRIORITY_RULES_VERSION = "priority-rules-13"
+PRIORITY_RULES_VERSION = "priority-rules-14"
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,7 @@ _COMPROMISE = re.compile(
 _EXPOSED = re.compile(
     r"\b((api )?(key|token|secret|password|credentials?) (was |were |has been |have been )?"
     r"(leaked|exposed|published|committed|pushed)|(public|publicly visible) (repo|repository|github)|"
-    r"vazad[ao]s?|geleakt|fuite|filtrad[ao]s?|trapelat[oia]|"
+    r"vazad[ao]s?|geleakt|gelekt|fuite|filtrad[ao]s?|trapelat[oia]|"
     r"(entered|typed|gave|submitted) (his|her|their|my|our) (password|credentials)|"
     r"(passwort|kennwort|zugangsdaten) eingegeben|(a |ont )?saisi (son|ses|leur|leurs) (mot de passe|identifiants)|"
     r"(introdujo|escribi[óo]) (su|sus) (contrase[ñn]a|credenciales)|ha inserito (la (sua )?password|le credenziali)|"
