@@ -117,9 +117,11 @@ def prioritize(batch: Batch) -> list[int]:
     batch.begin("prioritize")
     triager = get_triager()
 
-    found = (
-        _found_encodings(batch, triager, required=False) if triager.learned.corrections else None
-    )
+    # The level head and reviewers' corrections read the embedding classify left; the level
+    # head's reading is part of every level, so a missing embedding is made again for it.
+    levels_read = triager.level_head is not None
+    found = (_found_encodings(batch, triager, required=levels_read)
+             if levels_read or triager.learned.corrections else None)  # fmt: skip
 
     def work(messages, parsed):
         encoded = _encoded_for(found, messages)

@@ -78,12 +78,14 @@ def test_a_correction_reaches_a_differently_worded_message(triager, with_setup):
 
 
 def test_a_priority_correction_applies_within_its_category(triager, with_setup):
-    assert triager.triage([QUOTE_REWORDED])[0].priority.level != "P1"
-    with_setup(learned=corrections(triager, (QUOTE, None, "P1", "sales")))
+    # A team that answers quotes in its own time: its reviewer sets such a request to P3, past
+    # what the rules and the level head read in it (a deadline tomorrow).
+    assert triager.triage([QUOTE_REWORDED])[0].priority.level != "P3"
+    with_setup(learned=corrections(triager, (QUOTE, None, "P3", "sales")))
 
     outcome = triager.triage([QUOTE_REWORDED])[0]
-    assert outcome.category.label == "sales" and outcome.priority.level == "P1"
-    assert outcome.priority.reasons[0].startswith("a reviewer set a message like this one to P1")
+    assert outcome.category.label == "sales" and outcome.priority.level == "P3"
+    assert outcome.priority.reasons[0].startswith("a reviewer set a message like this one to P3")
     # The same words filed under another category are not overruled.
     other = triager.prioritize([QUOTE_REWORDED], ["support"],
                                triager.encode([QUOTE_REWORDED]).vectors)[0]  # fmt: skip

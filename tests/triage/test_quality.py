@@ -14,7 +14,7 @@ from django.core.management import call_command
 
 from apps.triage.engine.classify import SPAM_SURE, SPAM_THRESHOLD, category_text
 from apps.triage.engine.evaluation import evaluate_triage, load_labelled
-from apps.triage.engine.examples import PACKAGED, load_examples
+from apps.triage.engine.examples import PACKAGED, load_examples, rules_verdict
 from apps.triage.engine.priority import prioritize
 from tests.triage.conftest import SAMPLES, make_message
 
@@ -48,12 +48,22 @@ def test_the_labelled_set_has_its_split_levels_and_languages(business):
 def test_the_packaged_examples_are_what_the_parser_reads_today(business):
     # The category head learns from the tune part as category_text read it when
     # train_categories ran; a parser changed since then teaches it text unlike its input.
+    # The level head learns from each message's labelled levels beside what the priority rules
+    # said of it; rules changed since then teach it verdicts they no longer give.
     packaged = json.loads((SAMPLES.parent / "apps/triage/engine" / PACKAGED).read_text("utf-8"))
-    stored = {entry["message_id"]: entry["text"] for entry in packaged}
+    stored = {entry["message_id"]: entry for entry in packaged}
     tune = [item for item in business if item.split == "tune" and item.category != "spam"]
     assert len(stored) == len(tune)
-    stale = [item.message.message_id for item in tune
-             if stored.get(item.message.message_id) != category_text(item.message)]  # fmt: skip
+    today = {
+        item.message.message_id: {"text": category_text(item.message),
+                                  "priority": "|".join(item.levels),
+                                  "rules": rules_verdict(item.message, item.category)}
+        for item in tune
+    }  # fmt: skip
+    stale = [
+        message_id for message_id, entry in today.items()
+        if {key: stored.get(message_id, {}).get(key) for key in entry} != entry
+    ]  # fmt: skip
     assert not stale, (
         f"run manage.py train_categories: {len(stale)} examples differ, e.g. {stale[0]}"
     )
@@ -87,15 +97,21 @@ def test_evaluate_reports_every_figure_on_the_holdout_part():
     assert figures["other_languages"]["messages"] >= 20
     assert set(figures["per_level"]) == {"P0", "P1", "P2", "P3"}
     assert len(figures["per_category"]) == 14
+    # The level head's second reading, and what it did to the rules' levels.
+    assert "+levels:" in report["model_versions"]["priority"]
+    second = figures["second_reading"]
+    assert second["moved"] >= second["now_accepted"] + second["no_longer_accepted"]
 
 
 def test_the_tune_part_is_judged_by_heads_that_did_not_learn_from_it(triager, business):
     tune = [item for item in business if item.split == "tune" and item.category != "spam"][:25]
-    examples = triager.category_examples
+    examples, level_examples = triager.category_examples, triager.level_head.examples
     assert {item.message.message_id for item in tune} <= set(examples.sources)
     figures = evaluate_triage(triager, tune)
     assert figures["cross_validated_folds"] == 5 and figures["messages"] == 25
-    assert triager.category_examples is examples  # the triager is left as it was
+    # The triager is left as it was, the level head too (refitted in each fold with the rest).
+    assert triager.category_examples is examples
+    assert triager.level_head.examples == level_examples
     holdout = [item for item in business if item.split == "holdout"][:10]
     assert evaluate_triage(triager, holdout)["cross_validated_folds"] == 0
 

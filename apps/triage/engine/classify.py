@@ -172,11 +172,11 @@ class CategoryHead:
                 texts.append(text)
                 labels.append(category.name)
         weights = [1.0] * len(texts)
-        matrix = self._features(texts, None)
+        matrix = self.features(texts, None)
         # Labelled real mail (examples.CategoryExamples), for the categories this taxonomy has.
         examples = examples.only(set(labels)) if examples is not None else None
         if examples:
-            matrix = sp.vstack([matrix, self._features(examples.texts, examples.vectors)])
+            matrix = sp.vstack([matrix, self.features(examples.texts, examples.vectors)])
             labels += examples.labels
             weights += [EXAMPLE_WEIGHT] * len(examples)
         # Reviewers' corrections to categories the head knows, with the embeddings kept when
@@ -189,7 +189,7 @@ class CategoryHead:
             vectors = None
             if self.encoder is not None and all(c.vector is not None for c in corrections):
                 vectors = np.vstack([c.vector for c in corrections])
-            matrix = sp.vstack([matrix, self._features([c.text for c in corrections], vectors)])
+            matrix = sp.vstack([matrix, self.features([c.text for c in corrections], vectors)])
             labels += [c.category for c in corrections]
             weights += [c.weight for c in corrections]
         self.labels = np.array(labels)
@@ -199,7 +199,8 @@ class CategoryHead:
         self.classes = list(self.model.classes_)
         self.temperature = self._fit_temperature(matrix)
 
-    def _features(self, texts: list[str], embeddings: np.ndarray | None):
+    def features(self, texts: list[str], embeddings: np.ndarray | None):
+        """What the head reads of each text: the embedding, words and character n-grams."""
         chars = normalize(CHAR_NGRAMS.transform(texts))
         blocks = [_words.transform(texts) * WORDS_WEIGHT, chars * CHARS_WEIGHT]
         if self.encoder is None:
@@ -218,23 +219,30 @@ class CategoryHead:
             params={"sample_weight": self.weights},
         )  # fmt: skip
         truth = np.array([self.classes.index(label) for label in self.labels])
-        best, best_loss = 1.0, float("inf")
-        for temperature in np.geomspace(0.02, 5.0, 60):  # SVM margins are small: sharpen too
-            probabilities = _softmax(scores / temperature)
-            loss = -np.log(probabilities[np.arange(len(truth)), truth] + 1e-12).mean()
-            if loss < best_loss:
-                best, best_loss = float(temperature), loss
-        return best
+        return temperature_for(scores, truth)
 
     def predict(self, texts: list[str], embeddings: np.ndarray | None) -> np.ndarray:
-        scores = self.model.decision_function(self._features(texts, embeddings))
-        return _softmax(scores / self.temperature)
+        scores = self.model.decision_function(self.features(texts, embeddings))
+        return softmax(scores / self.temperature)
 
 
-def _softmax(scores: np.ndarray) -> np.ndarray:
+def softmax(scores: np.ndarray) -> np.ndarray:
     shifted = scores - scores.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
+
+
+def temperature_for(scores: np.ndarray, truth: np.ndarray) -> float:
+    """The temperature that makes softmax(scores / temperature) the likeliest reading of the
+    true classes (indices into the score columns): cross-validated margins in, probabilities
+    that mean what they say out."""
+    best, best_loss = 1.0, float("inf")
+    for temperature in np.geomspace(0.02, 5.0, 60):  # SVM margins are small: sharpen too
+        probabilities = softmax(scores / temperature)
+        loss = -np.log(probabilities[np.arange(len(truth)), truth] + 1e-12).mean()
+        if loss < best_loss:
+            best, best_loss = float(temperature), loss
+    return best
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,11 @@ def evaluate_triage(triager, labelled: list[Labelled], *, review_confidence: flo
             "accepted": _rate(sum(distance[i] == 0 for i in labelled_at), len(labelled_at)),
             "predicted": sum(1 for p in levels if p == level),
         }
+    # What the level head's second reading did: levels it moved that are now accepted and were
+    # not, and the other way round.
+    moved = [i for i, o in enumerate(outcomes) if o.priority.rules_level]
+    ruled_distance = {i: _distance(outcomes[i].priority.rules_level, labelled[i].levels)
+                      for i in moved}  # fmt: skip
     p0 = [i for i, item in enumerate(labelled) if "P0" in item.levels]
     predicted_p0 = [i for i, level in enumerate(levels) if level == "P0"]
     reasons = [review_reason(o.category.label, o.category.review, o.trust.level) for o in outcomes]
@@ -182,6 +187,11 @@ def evaluate_triage(triager, labelled: list[Labelled], *, review_confidence: flo
         "category_ece": expected_calibration_error(confidences, correct.astype(float)),
         "priority_exact": float((distance == 0).mean()),
         "priority_within_one": float((distance <= 1).mean()),
+        "second_reading": {
+            "moved": len(moved),
+            "now_accepted": sum(int(distance[i] == 0 < ruled_distance[i]) for i in moved),
+            "no_longer_accepted": sum(int(ruled_distance[i] == 0 < distance[i]) for i in moved),
+        },
         "p0_messages": len(p0),
         "p0_recall": _rate(sum(levels[i] == "P0" for i in p0), len(p0)),
         "p0_below_p1": sum(PRIORITY_RANK[levels[i]] > 1 for i in p0),

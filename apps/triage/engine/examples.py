@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from apps.triage.engine.classify import category_text
+from apps.triage.engine.levels import Verdict
+from apps.triage.engine.priority import prioritize
 
 PACKAGED = "data/category_examples.json"
 WRITTEN = "data/written"
@@ -39,6 +41,16 @@ class CategoryExamples:
     labels: list[str]
     sources: list[str]  # the Message-ID each example was taken from; "" for written ones
     vectors: np.ndarray | None = None  # the encoder's embeddings of texts
+    # For the level head (levels.py), of each labelled message: its accepted levels ("P1|P2")
+    # and what the priority rules said of it when train_categories ran; "" and None for written
+    # examples.
+    levels: list[str] = field(default_factory=list)
+    verdicts: list[Verdict | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Examples made without levels (written ones, a file from before the level head).
+        self.levels = self.levels or [""] * len(self.texts)
+        self.verdicts = self.verdicts or [None] * len(self.texts)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -52,7 +64,12 @@ class CategoryExamples:
         return CategoryExamples(
             [self.texts[i] for i in keep], [self.labels[i] for i in keep],
             [self.sources[i] for i in keep], None if self.vectors is None else self.vectors[keep],
+            [self.levels[i] for i in keep], [self.verdicts[i] for i in keep],
         )  # fmt: skip
+
+    def with_levels(self) -> list[int]:
+        """Which examples have a labelled level and the rules' verdict on it."""
+        return [i for i, verdict in enumerate(self.verdicts) if self.levels[i] and verdict]
 
     def only(self, names) -> CategoryExamples:
         """The examples of the categories a taxonomy has (the admin may have removed some)."""
@@ -101,17 +118,23 @@ def example_length(encoder) -> int:
     return min(length, model_limit) if model_limit < 1_000_000 else length
 
 
-def _entries(data: list[dict], where: str) -> tuple[list[str], list[str], list[str]]:
-    texts, labels, sources = [], [], []
+def _entries(data: list[dict], where: str) -> CategoryExamples:
+    examples = CategoryExamples([], [], [])
     for number, item in enumerate(data, 1):
         try:
             text = item["text"] if "message_id" in item else f"{item['subject']}\n{item['text']}"
-            texts.append(text[:4000])
-            labels.append(item["category"])
-            sources.append(item.get("message_id") or "")
-        except (KeyError, TypeError) as exc:
+            rules = item.get("rules")
+            verdict = (
+                Verdict(item["category"], rules["level"], int(rules["score"])) if rules else None
+            )
+            examples.texts.append(text[:4000])
+            examples.labels.append(item["category"])
+            examples.sources.append(item.get("message_id") or "")
+            examples.levels.append(item.get("priority") or "")
+            examples.verdicts.append(verdict)
+        except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{where}: entry {number} is not an example ({exc})") from exc
-    return texts, labels, sources
+    return examples
 
 
 def load_examples(path: str | Path | None = None) -> CategoryExamples:
@@ -127,10 +150,12 @@ def load_examples(path: str | Path | None = None) -> CategoryExamples:
     for file in files:
         if not file.is_file() and not path:
             continue
-        texts, labels, sources = _entries(json.loads(file.read_text(encoding="utf-8")), str(file))
-        examples.texts += texts
-        examples.labels += labels
-        examples.sources += sources
+        read = _entries(json.loads(file.read_text(encoding="utf-8")), str(file))
+        examples.texts += read.texts
+        examples.labels += read.labels
+        examples.sources += read.sources
+        examples.levels += read.levels
+        examples.verdicts += read.verdicts
     return examples
 
 
@@ -141,11 +166,19 @@ def packaged_vectors_path(encoder=None) -> Path:
     return Path(str(resources.files("apps.triage.engine").joinpath(name)))
 
 
+def rules_verdict(message, category: str) -> dict:
+    """What the priority rules say of a message in its labelled category, as the examples file
+    keeps it for the level head."""
+    decision = prioritize(message, category)
+    return {"level": decision.level, "score": decision.score}
+
+
 def examples_from_labelled(labelled) -> list[dict]:
     """The examples file's entries for labelled messages (evaluation.Labelled), spam left out:
     the spam head decides spam."""
     return [
         {"category": item.category, "text": category_text(item.message),
-         "message_id": item.message.message_id}
+         "message_id": item.message.message_id, "priority": "|".join(item.levels),
+         "rules": rules_verdict(item.message, item.category)}
         for item in labelled if item.category != "spam"
     ]  # fmt: skip

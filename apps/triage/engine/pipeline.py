@@ -22,6 +22,7 @@ from apps.triage.engine.draft import (
 from apps.triage.engine.encoder import Encoded, ModelLoadError, load_encoder
 from apps.triage.engine.examples import load_examples, packaged_vectors_path
 from apps.triage.engine.learning import Learned, score_for_level
+from apps.triage.engine.levels import LevelHead, Verdict, second_reading
 from apps.triage.engine.priority import (
     PriorityDecision,
     PriorityPolicy,
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 # Priority comes from rules in priority.py; change this label when they change.
 PRIORITY_RULES_VERSION = "priority-rules-14"
+# The fewest labelled examples the level head is fitted on (levels.py).
+LEVEL_HEAD_EXAMPLES = 20
 
 
 @dataclass(frozen=True)
@@ -164,11 +167,12 @@ class Triager:
         ))  # fmt: skip
 
     def reconfigure(self, setup: TriageSetup) -> None:
-        """Take a new taxonomy, templates, sender rules and learned model. The category head is
-        refitted (a second or so); the encoder and spam head stay as they are."""
+        """Take a new taxonomy, templates, sender rules and learned model. The category and
+        level heads are refitted (a few seconds); the encoder and spam head stay as they are."""
         classifier = Classifier(setup.taxonomy, self.spam_head, self.encoder,
                                 learned=setup.learned, senders=setup.senders,
                                 examples=self.category_examples)  # fmt: skip
+        self.level_head = self._level_head(classifier, setup.taxonomy)
         self.setup = setup
         self.taxonomy = setup.taxonomy
         self.templates = setup.templates
@@ -178,11 +182,27 @@ class Triager:
         self.versions = {
             "encoder": self.encoder.version if self.encoder else "none (fallback)",
             "classifier": self.classifier.version,
-            "priority": f"{PRIORITY_RULES_VERSION}+model:{setup.learned.version}",
+            "priority": f"{PRIORITY_RULES_VERSION}+model:{setup.learned.version}"
+            + (f"+levels:{self.level_head.examples}" if self.level_head else ""),
             "templates": str(self.templates.get("version", "custom")),
             "generator": self.generator.version if self.generator else "none",
             "model": setup.learned.version,
         }
+
+    def _level_head(self, classifier: Classifier, taxonomy: Taxonomy) -> LevelHead | None:
+        """The level head, fitted on the labelled examples of this taxonomy's categories; none
+        where there are too few (a custom examples file without levels)."""
+        examples = self.category_examples
+        chosen = [i for i in examples.with_levels() if examples.labels[i] in taxonomy]
+        levels = [examples.levels[i].split("|")[0] for i in chosen]  # the first accepted
+        if len(chosen) < LEVEL_HEAD_EXAMPLES or len(set(levels)) < 2:
+            return None
+        vectors = None
+        if self.encoder is not None and examples.vectors is not None:
+            vectors = examples.vectors[chosen]
+        return LevelHead(classifier.head.features, taxonomy.names,
+                         [examples.texts[i] for i in chosen], vectors,
+                         [examples.verdicts[i] for i in chosen], levels)  # fmt: skip
 
     @property
     def chunk_size(self) -> int:
@@ -260,11 +280,21 @@ class Triager:
     def prioritize(
         self, messages: list[ParsedMessage], labels: list[str], vectors=None
     ) -> list[PriorityDecision]:
-        """The rules' score and level; where a reviewer set the level of a message close to
-        this one, their level, with the rules' reasons kept beside it."""
+        """The rules' score and level, read a second time by the level head; where a reviewer
+        set the level of a message close to this one, their level, with the reasons kept beside
+        it."""
         decisions = [
             prioritize(m, label, self.policy) for m, label in zip(messages, labels, strict=True)
         ]
+        # The level head reads the embedding the category head read; without it (encodings not
+        # found by a later step of the chain) the rules' level stands.
+        if self.level_head is not None and messages and (vectors is not None or not self.encoder):
+            probabilities = self.level_head.predict(
+                [category_text(m) for m in messages], vectors,
+                [Verdict(label, d.level, d.score) for label, d in zip(labels, decisions, strict=True)],
+            )  # fmt: skip
+            decisions = [second_reading(d, label, p)
+                         for d, label, p in zip(decisions, labels, probabilities, strict=True)]  # fmt: skip
         if vectors is None or not self.learned.corrections:
             return decisions
         for i, decision in enumerate(decisions):

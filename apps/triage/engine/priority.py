@@ -302,6 +302,10 @@ class PriorityDecision:
     level: str
     reasons: list[str] = field(default_factory=list)
     deadlines: list[dict] = field(default_factory=list)
+    # The lowest level the rules allow whatever else reads the message (a frustrated sender: P1).
+    floor: str = "P3"
+    # The rules' own level where the level head moved it (levels.second_reading), else "".
+    rules_level: str = ""
 
     def to_dict(self) -> dict:
         return {"score": self.score, "level": self.level, "reasons": self.reasons,
@@ -477,4 +481,5 @@ def prioritize(
         reasons.append(f"{category} mail is for today at most, not for now (held below {P0_FLOOR})")
         score = P0_FLOOR - 1
     score = max(0, min(100, score))
-    return PriorityDecision(score, level_for(score), reasons, [d.to_dict() for d in deadlines])
+    return PriorityDecision(score, level_for(score), reasons, [d.to_dict() for d in deadlines],
+                            floor=level_for(FRUSTRATED_FLOOR) if frustration else "P3")  # fmt: skip

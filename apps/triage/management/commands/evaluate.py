@@ -152,6 +152,9 @@ class Command(BaseCommand):
               f"{other['wrong_and_not_reviewed']}")  # fmt: skip
         write(f"\nPriority: accepted level {t['priority_exact']:.1%}, within one level "
               f"{t['priority_within_one']:.1%}")  # fmt: skip
+        second = t["second_reading"]
+        write(f"  the level head moved {second['moved']}: {second['now_accepted']} now accepted "
+              f"that were not, {second['no_longer_accepted']} no longer accepted")  # fmt: skip
         write(f"  P0: {t['p0_messages']} messages, recall {_percent(t['p0_recall'])}, below P1 "
               f"{t['p0_below_p1']}, precision {_percent(t['p0_precision'])}")  # fmt: skip
         for level, figures in t["per_level"].items():

@@ -1,0 +1,68 @@
+"""The level head: a second reading of the rules' priority level, learned from labelled mail."""
+
+import numpy as np
+import pytest
+
+from apps.triage.engine.classify import CategoryHead
+from apps.triage.engine.levels import LEVEL_NAMES, LevelHead, Verdict, second_reading
+from apps.triage.engine.priority import PriorityDecision
+from apps.triage.engine.taxonomy import Taxonomy
+
+
+def ruled(level: str, score: int, floor: str = "P3") -> PriorityDecision:
+    return PriorityDecision(score, level, ["the rules"], floor=floor)
+
+
+@pytest.mark.parametrize(
+    ("category", "decision", "probabilities", "level", "score"),
+    [
+        # Surer of the level below by 0.5: moved, the score just inside it.
+        ("legal", ruled("P1", 52), [0.05, 0.2, 0.7, 0.05], "P2", 44),
+        # Surer by less than the margin: the rules' level stands.
+        ("legal", ruled("P1", 52), [0.0, 0.4, 0.5, 0.1], "P1", 52),
+        # An incident may be raised to now; a support question never is, however sure.
+        ("incident", ruled("P1", 60), [0.8, 0.15, 0.05, 0.0], "P0", 70),
+        ("support", ruled("P1", 60), [0.8, 0.15, 0.05, 0.0], "P1", 60),
+        # One level at most: P3 mail that reads like P1 goes to P2 only if P2 is surer than P3.
+        ("other", ruled("P3", 10), [0.0, 0.9, 0.05, 0.05], "P3", 10),
+        ("other", ruled("P3", 10), [0.0, 0.2, 0.7, 0.1], "P2", 20),
+        # A frustrated sender is answered today.
+        ("billing", ruled("P1", 45, floor="P1"), [0.0, 0.1, 0.9, 0.0], "P1", 45),
+        # Mail that needs no action stays where the rules put it.
+        ("newsletter", ruled("P3", 0), [0.0, 0.0, 0.95, 0.05], "P3", 0),
+    ],
+)  # fmt: skip
+def test_the_second_reading_moves_one_level_within_what_the_rules_allow(
+    category, decision, probabilities, level, score
+):
+    before = (decision.level, decision.score)
+    moved = second_reading(decision, category, np.array(probabilities))
+    assert (moved.level, moved.score) == (level, score)
+    if level == "P2" and category == "legal":
+        assert moved.reasons[-1] == (
+            "labelled mail like this one is P2 (0.70, against 0.20 for P1, the rules' level)"
+        )
+    elif (level, score) == before:
+        assert moved.reasons == ["the rules"]
+
+
+def test_the_level_head_learns_which_level_mail_like_this_was_given():
+    # The same rules' verdict (legal at P1) on two kinds of letter: a contract to review,
+    # labelled this week's work, and a court order with a clock on it, labelled today's.
+    contracts = [f"Contract amendment {n}\nPlease review the attached amendment to our master "
+                 f"services agreement, clause {n}, and send comments when you can."
+                 for n in range(12)]  # fmt: skip
+    orders = [f"Court order {n}\nA subpoena was served on your company today, case {n}; the "
+              f"records must be produced to the court within 24 hours."
+              for n in range(12)]  # fmt: skip
+    reader = CategoryHead(Taxonomy.load(), encoder=None)
+    head = LevelHead(reader.features, Taxonomy.load().names, contracts + orders, None,
+                     [Verdict("legal", "P1", 52)] * 24, ["P2"] * 12 + ["P1"] * 12)  # fmt: skip
+    new = ["Contract amendment 99\nPlease review the attached amendment to the services "
+           "agreement and send your comments.",
+           "Court order 99\nA subpoena was served on us this morning; the court wants the "
+           "records within 24 hours."]  # fmt: skip
+    probabilities = head.predict(new, None, [Verdict("legal", "P1", 52)] * 2)
+    assert [LEVEL_NAMES[i] for i in probabilities.argmax(axis=1)] == ["P2", "P1"]
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+    assert (probabilities[:, 0] == 0).all() and (probabilities[:, 3] == 0).all()  # never labelled
