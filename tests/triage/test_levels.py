@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from apps.triage.engine.classify import CategoryHead
+from apps.triage.engine.classify import CategoryHead, category_text
 from apps.triage.engine.levels import LEVEL_NAMES, LevelHead, Verdict, second_reading
 from apps.triage.engine.priority import PriorityDecision
 from apps.triage.engine.taxonomy import Taxonomy
+from tests.triage.conftest import make_message
 
 
 def ruled(level: str, score: int, floor: str = "P3") -> PriorityDecision:
@@ -66,3 +67,18 @@ def test_the_level_head_learns_which_level_mail_like_this_was_given():
     assert [LEVEL_NAMES[i] for i in probabilities.argmax(axis=1)] == ["P2", "P1"]
     assert np.allclose(probabilities.sum(axis=1), 1.0)
     assert (probabilities[:, 0] == 0).all() and (probabilities[:, 3] == 0).all()  # never labelled
+
+
+def test_the_level_head_reads_the_batch_the_category_head_just_read_without_hashing_it_again(
+    triager,
+):
+    messages = [make_message("The export fails with a 500 error for everyone.", subject="Export"),
+                make_message("Could you send the signed quote by Friday?", subject="Quote")]  # fmt: skip
+    texts = [category_text(m) for m in messages]
+    vectors = triager.encode(messages).vectors
+    head = triager.classifier.head
+    head.predict(texts, vectors)
+    read = head.read([category_text(m) for m in messages], vectors)
+    assert head.read(texts, vectors) is read  # the same matrix, not hashed again
+    assert head.read(texts, vectors.copy()) is not read  # other embeddings: read anew
+    assert (head.read(texts, vectors.copy()) != read).nnz == 0

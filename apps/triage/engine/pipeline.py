@@ -200,7 +200,7 @@ class Triager:
         vectors = None
         if self.encoder is not None and examples.vectors is not None:
             vectors = examples.vectors[chosen]
-        return LevelHead(classifier.head.features, taxonomy.names,
+        return LevelHead(classifier.head.read, taxonomy.names,
                          [examples.texts[i] for i in chosen], vectors,
                          [examples.verdicts[i] for i in chosen], levels)  # fmt: skip
 
