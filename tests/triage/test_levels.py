@@ -5,7 +5,7 @@ import pytest
 
 from apps.triage.engine.classify import CategoryHead, category_text
 from apps.triage.engine.levels import LEVEL_NAMES, LevelHead, Verdict, second_reading
-from apps.triage.engine.priority import PriorityDecision
+from apps.triage.engine.priority import PriorityDecision, PriorityPolicy, prioritize
 from apps.triage.engine.taxonomy import Taxonomy
 from tests.triage.conftest import make_message
 
@@ -45,6 +45,17 @@ def test_the_second_reading_moves_one_level_within_what_the_rules_allow(
         )
     elif (level, score) == before:
         assert moved.reasons == ["the rules"]
+
+
+def test_an_important_senders_level_is_not_read_lower():
+    # The operator's word on a sender (a VIP rule) stands over what labelled mail suggests.
+    question = make_message("How do I reset the notification settings for my team?",
+                            subject="Notification settings", sender="Carol <carol@big.test>")  # fmt: skip
+    policy = PriorityPolicy(vip_addresses=frozenset({"carol@big.test"}))
+    decision = prioritize(question, "support", policy)
+    assert (decision.level, decision.floor) == ("P1", "P1")
+    assert second_reading(decision, "support", np.array([0.0, 0.1, 0.9, 0.0])).level == "P1"
+    assert prioritize(question, "support").floor == "P3"  # anyone else's: free to move
 
 
 def test_the_level_head_learns_which_level_mail_like_this_was_given():

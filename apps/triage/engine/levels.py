@@ -10,8 +10,9 @@ gave mail like it.
 
 It is a second reading, not a second set of rules: it may move the rules' level by one, and
 only where it is clearly surer of the other level (MOVE_MARGIN); never for mail that needs no
-action, never above what the rules allow a category (TODAY_AT_MOST), never below a frustrated
-sender's floor. Its reason says what it did and how sure it was."""
+action, never above what the rules allow a category (TODAY_AT_MOST), never below the floor the
+rules set (a frustrated sender's P1, an important sender's own level). Its reason says what it
+did and how sure it was."""
 
 from __future__ import annotations
 

@@ -302,7 +302,8 @@ class PriorityDecision:
     level: str
     reasons: list[str] = field(default_factory=list)
     deadlines: list[dict] = field(default_factory=list)
-    # The lowest level the rules allow whatever else reads the message (a frustrated sender: P1).
+    # The lowest level the rules allow whatever else reads the message (a frustrated sender: P1;
+    # an important sender: the rules' own level).
     floor: str = "P3"
     # The rules' own level where the level head moved it (levels.second_reading), else "".
     rules_level: str = ""
@@ -452,7 +453,8 @@ def prioritize(
 
     sender = (message.from_address or "").lower()
     domain = sender.rsplit("@", 1)[-1] if "@" in sender else ""
-    if sender in policy.vip_addresses or domain in policy.vip_domains:
+    important = sender in policy.vip_addresses or domain in policy.vip_domains
+    if important:
         score += 20
         reasons.append(f"important sender {sender} (+20)")
 
@@ -481,5 +483,8 @@ def prioritize(
         reasons.append(f"{category} mail is for today at most, not for now (held below {P0_FLOOR})")
         score = P0_FLOOR - 1
     score = max(0, min(100, score))
+    # What nothing that reads the message later may lower it below: a frustrated sender is
+    # answered today, and an important sender is the operator's own word on this mail.
+    floor = score if important else FRUSTRATED_FLOOR if frustration else 0
     return PriorityDecision(score, level_for(score), reasons, [d.to_dict() for d in deadlines],
-                            floor=level_for(FRUSTRATED_FLOOR) if frustration else "P3")  # fmt: skip
+                            floor=level_for(floor))  # fmt: skip
