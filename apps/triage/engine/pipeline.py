@@ -286,8 +286,8 @@ class Triager:
         decisions = [
             prioritize(m, label, self.policy) for m, label in zip(messages, labels, strict=True)
         ]
-        # The level head reads the embedding the category head read; without it (encodings not
-        # found by a later step of the chain) the rules' level stands.
+        # The level head reads the embedding the category head read (the chain's step loads the
+        # one classify left); a caller with an encoder but no embeddings gets the rules' level.
         if self.level_head is not None and messages and (vectors is not None or not self.encoder):
             probabilities = self.level_head.predict(
                 [category_text(m) for m in messages], vectors,
