@@ -118,8 +118,8 @@ def example_length(encoder) -> int:
     return min(length, model_limit) if model_limit < 1_000_000 else length
 
 
-def _entries(data: list[dict], where: str) -> CategoryExamples:
-    examples = CategoryExamples([], [], [])
+def _read_entries(data: list[dict], where: str, examples: CategoryExamples) -> None:
+    """Append one file's entries to examples."""
     for number, item in enumerate(data, 1):
         try:
             text = item["text"] if "message_id" in item else f"{item['subject']}\n{item['text']}"
@@ -134,7 +134,6 @@ def _entries(data: list[dict], where: str) -> CategoryExamples:
             examples.verdicts.append(verdict)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{where}: entry {number} is not an example ({exc})") from exc
-    return examples
 
 
 def load_examples(path: str | Path | None = None) -> CategoryExamples:
@@ -150,12 +149,7 @@ def load_examples(path: str | Path | None = None) -> CategoryExamples:
     for file in files:
         if not file.is_file() and not path:
             continue
-        read = _entries(json.loads(file.read_text(encoding="utf-8")), str(file))
-        examples.texts += read.texts
-        examples.labels += read.labels
-        examples.sources += read.sources
-        examples.levels += read.levels
-        examples.verdicts += read.verdicts
+        _read_entries(json.loads(file.read_text(encoding="utf-8")), str(file), examples)
     return examples
 
 

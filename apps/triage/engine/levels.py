@@ -46,9 +46,8 @@ class Verdict:
     score: int
 
 
-def _margins(model: LinearSVC, matrix) -> np.ndarray:
+def _per_class(scores: np.ndarray) -> np.ndarray:
     """One margin per class, also where only two levels were labelled (one column)."""
-    scores = model.decision_function(matrix)
     return np.column_stack([-scores, scores]) if scores.ndim == 1 else scores
 
 
@@ -96,15 +95,15 @@ class LevelHead:
         scores = cross_val_predict(LinearSVC(C=0.3), matrix, labels,
                                    cv=StratifiedKFold(folds, shuffle=True, random_state=0),
                                    method="decision_function")  # fmt: skip
-        if scores.ndim == 1:
-            scores = np.column_stack([-scores, scores])
-        return temperature_for(scores, np.array([self.classes.index(label) for label in labels]))
+        return temperature_for(
+            _per_class(scores), np.array([self.classes.index(label) for label in labels])
+        )
 
     def predict(self, texts: list[str], embeddings: np.ndarray | None,
                 verdicts: list[Verdict]) -> np.ndarray:  # fmt: skip
         """Each message's probability of each level, P0 to P3 (0 for a level never labelled)."""
         matrix = self._features(texts, embeddings, verdicts)
-        probabilities = softmax(_margins(self.model, matrix) / self.temperature)
+        probabilities = softmax(_per_class(self.model.decision_function(matrix)) / self.temperature)
         full = np.zeros((len(texts), len(LEVEL_NAMES)))
         full[:, self.classes] = probabilities
         return full
