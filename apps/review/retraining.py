@@ -4,6 +4,7 @@ version, active only when it is no worse (unless forced)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,12 +12,18 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection, transaction
 
-from apps.inbox.engine import bare_message_id
+from apps.inbox.engine import bare_message_id, parse_message
+from apps.inbox.engine.stored import parsed_from_json
+from apps.inbox.ingest import parse_limits
+from apps.inbox.models import Message
 from apps.review.models import Feedback, ReplyExample
 from apps.triage.engine.evaluation import evaluate_triage, load_labelled
 from apps.triage.engine.learning import CORRECTION_WEIGHT, pack_vectors
+from apps.triage.engine.priority import PriorityPolicy, prioritize
 from apps.triage.models import ModelVersion
 from apps.triage.services import get_triager, setup_from_database
+
+logger = logging.getLogger(__name__)
 
 # One retraining at a time across every process (nightly job, admin button, command line).
 ADVISORY_LOCK = 0x6D61696C7265  # "mailre"
@@ -91,6 +98,25 @@ def collect_training_set() -> TrainingSet:
     return training
 
 
+def add_rules_verdicts(training: TrainingSet, policy: PriorityPolicy) -> None:
+    """What the priority rules say of each message whose level a reviewer corrected, in the
+    category it had: beside it, the reviewer's level teaches the level head. A message gone
+    since (retention) or whose stored bytes no longer parse keeps its correction without one."""
+    wanted = {c["message_id"]: c for c in training.corrections if c.get("priority_corrected")}
+    for message in Message.objects.filter(id__in=list(wanted)).only("id", "raw", "parsed"):
+        entry = wanted[message.id]
+        try:
+            parsed = parsed_from_json(message.parsed) or parse_message(
+                bytes(message.raw), max_bytes=max(len(message.raw), 1), limits=parse_limits()
+            )
+        except Exception as exc:  # the correction still teaches its neighbours
+            logger.warning("Message %s no longer parses (%s): its corrected level teaches the "
+                           "level head nothing", message.id, exc)  # fmt: skip
+            continue
+        decision = prioritize(parsed, entry["seen_as"], policy)
+        entry["rules"] = {"level": decision.level, "score": decision.score}
+
+
 def default_labelled_set() -> tuple[Path, Path]:
     samples = Path(settings.BASE_DIR) / "samples"
     return samples / "demo.mbox", samples / "demo_labels.csv"
@@ -158,6 +184,7 @@ def _retrain(mailbox, labels, force, created_by, progress, only_if_new) -> Retra
     progress("Loading the models...")
     triager = get_triager()
     active = triager.setup
+    add_rules_verdicts(training, active.policy)
     progress(f"Evaluating the active model ({active.learned.version}) on {len(kept)} labelled "
              f"messages of {mailbox.name}" + (f" ({excluded} left out: feedback came from them)"
                                               if excluded else "") + "...")  # fmt: skip

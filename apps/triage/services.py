@@ -131,6 +131,8 @@ def learned_from(model, triager: Triager) -> Learned:
             category_corrected=bool(item.get("category_corrected", True)),
             priority_corrected=bool(item.get("priority_corrected", True)),
             seen_as=item.get("seen_as"),
+            rules_level=(item.get("rules") or {}).get("level"),
+            rules_score=(item.get("rules") or {}).get("score"),
         ))  # fmt: skip
     if vectors is not None:
         for j, item in enumerate(replies):

@@ -9,8 +9,11 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from apps.inbox.engine import parse_message
+from apps.inbox.models import Message
 from apps.review.retraining import collect_training_set
 from apps.review.services import Decision, record_feedback
+from apps.triage.engine.priority import prioritize
 from apps.triage.models import ModelVersion
 from apps.triage.services import get_triager
 from tests.review.conftest import demo_labels, demo_mail, raw_message, store
@@ -108,3 +111,30 @@ def test_retrain_evaluates_activates_refuses_and_rolls_back():
     assert "v1 is active" in retrain("--activate", "v1")
     with pytest.raises(CommandError, match="No model version 'v9'; known: v1, v2"):
         retrain("--activate", "v9")
+
+
+def test_a_corrected_level_is_kept_with_what_the_rules_said_of_the_message():
+    notice = raw_message(
+        "We could not charge the card ending 4242 for invoice INV-20931 (EUR 1,240.00). Your "
+        "subscription will be suspended in 3 days unless the payment method is updated.",
+        subject="Payment failed: invoice INV-20931", sender="Billing <billing@payments.test>",
+    )  # fmt: skip
+    corrected = store(notice, category="billing", level="P2")
+    record_feedback(corrected.id, Decision(priority="P1"))
+    gone = store(raw_message("Could you send the quote by Friday?", subject="Quote"),
+                 category="sales", level="P2")  # fmt: skip
+    record_feedback(gone.id, Decision(priority="P3"))
+    Message.objects.filter(id=gone.id).delete()  # retention took it since
+    examples = get_triager().level_head.examples
+
+    assert "v1 is active" in retrain("--force")
+
+    entries = {
+        entry["message_id"]: entry for entry in ModelVersion.objects.get(name="v1").corrections
+    }
+    rules = prioritize(parse_message(notice), "billing", get_triager().policy)
+    assert entries[corrected.id]["seen_as"] == "billing"
+    assert entries[corrected.id]["rules"] == {"level": rules.level, "score": rules.score}
+    # Without the message there is no verdict: the correction still counts for its neighbours.
+    assert entries[gone.id]["priority"] == "P3" and "rules" not in entries[gone.id]
+    assert get_triager().level_head.examples == examples + 1

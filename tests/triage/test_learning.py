@@ -6,8 +6,9 @@ import pytest
 
 from apps.triage.engine.classify import SenderLists, category_text
 from apps.triage.engine.draft import no_reply_reason
-from apps.triage.engine.learning import Correction, Learned
+from apps.triage.engine.learning import LEVEL_CORRECTION_WEIGHT, Correction, Learned
 from apps.triage.engine.pipeline import TriageSetup
+from apps.triage.engine.priority import prioritize
 from tests.triage.conftest import make_message
 
 WARRANTY = make_message(
@@ -30,6 +31,21 @@ QUOTE_REWORDED = make_message(
     "Hi, we need your countersigned offer for the licence renewal before our approval meeting "
     "tomorrow morning, otherwise the purchase slips a month. Thanks, Raj",
     subject="Countersigned offer before our board meeting",
+)
+# A billing system's notice and the next one from the same template.
+PAYMENT_FAILED = make_message(
+    "We could not charge the card ending 4242 for invoice INV-20931 (EUR 1,240.00). Your "
+    "subscription will be suspended in 3 days unless the payment method is updated. Update it "
+    "in the billing portal.",
+    subject="Payment failed: invoice INV-20931",
+    sender="Billing <billing@payments.test>",
+)
+PAYMENT_FAILED_AGAIN = make_message(
+    "We could not charge the card ending 0019 for invoice INV-21177 (EUR 980.00). Your "
+    "subscription will be suspended in 3 days unless the payment method is updated. Update it "
+    "in the billing portal.",
+    subject="Payment failed: invoice INV-21177",
+    sender="Billing <billing@payments.test>",
 )
 UNRELATED = make_message(
     "Hi, could you tell me whether your enterprise plan includes single sign-on and what the "
@@ -77,19 +93,39 @@ def test_a_correction_reaches_a_differently_worded_message(triager, with_setup):
     assert "model:test-1" in triager.versions["classifier"]
 
 
-def test_a_priority_correction_applies_within_its_category(triager, with_setup):
-    # A team that answers quotes in its own time: its reviewer sets such a request to P3, past
-    # what the rules and the level head read in it (a deadline tomorrow).
-    assert triager.triage([QUOTE_REWORDED])[0].priority.level != "P3"
-    with_setup(learned=corrections(triager, (QUOTE, None, "P3", "sales")))
+def test_a_corrected_level_is_taken_by_the_same_kind_of_mail_in_its_category(triager, with_setup):
+    assert triager.triage([PAYMENT_FAILED_AGAIN])[0].priority.level != "P1"
+    with_setup(learned=corrections(triager, (PAYMENT_FAILED, None, "P1", "billing"),
+                                   (QUOTE, None, "P3", "sales")))  # fmt: skip
 
-    outcome = triager.triage([QUOTE_REWORDED])[0]
-    assert outcome.category.label == "sales" and outcome.priority.level == "P3"
-    assert outcome.priority.reasons[0].startswith("a reviewer set a message like this one to P3")
+    again, quote = triager.triage([PAYMENT_FAILED_AGAIN, QUOTE_REWORDED])
+    assert again.category.label == "billing" and again.priority.level == "P1"
+    assert again.priority.reasons[0].startswith("a reviewer set a message like this one to P1")
+    # How urgent a person's request is depends on more than its topic: a request worded
+    # otherwise keeps its own level (learning.PRIORITY_NEIGHBOUR_SIMILARITY).
+    assert quote.priority.level != "P3"
+    assert not quote.priority.reasons[0].startswith("a reviewer")
     # The same words filed under another category are not overruled.
-    other = triager.prioritize([QUOTE_REWORDED], ["support"],
-                               triager.encode([QUOTE_REWORDED]).vectors)[0]  # fmt: skip
+    other = triager.prioritize([PAYMENT_FAILED_AGAIN], ["support"],
+                               triager.encode([PAYMENT_FAILED_AGAIN]).vectors)[0]  # fmt: skip
     assert not other.reasons[0].startswith("a reviewer")
+
+
+def test_a_corrected_level_with_the_rules_verdict_teaches_the_level_head(triager, with_setup):
+    learned = corrections(triager, (QUOTE, None, "P3", "sales"), (WARRANTY, "support", None, None))
+    with_setup(learned=learned)
+    examples = triager.level_head.examples
+    # Beside what the rules said of the message, in the category it had, a level is an example.
+    rules = prioritize(QUOTE, "sales", triager.policy)
+    learned.corrections[0].rules_level = rules.level
+    learned.corrections[0].rules_score = rules.score
+    with_setup(learned=learned)
+
+    assert triager.level_head.examples == examples + 1  # the category correction has no level
+    assert triager.versions["priority"].endswith(f"+levels:{examples + 1}")
+    # Where a correction weighs w, the head fits as if it had seen the message w times.
+    weights = triager.level_head.weights
+    assert weights[-1] == LEVEL_CORRECTION_WEIGHT and set(weights[:-1]) == {1.0}
 
 
 def test_sender_lists(triager, with_setup):

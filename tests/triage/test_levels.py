@@ -80,6 +80,27 @@ def test_the_level_head_learns_which_level_mail_like_this_was_given():
     assert (probabilities[:, 0] == 0).all() and (probabilities[:, 3] == 0).all()  # never labelled
 
 
+def test_an_example_weighed_three_times_counts_as_three_examples():
+    # A reviewer's corrected level weighs more than one labelled message (learning.py).
+    texts = [f"Contract amendment {n}\nPlease review clause {n} of the services agreement."
+             for n in range(10)] + [f"Court order {n}\nRecords due to the court within 24 hours."
+                                    for n in range(10)]  # fmt: skip
+    levels = ["P2"] * 10 + ["P1"] * 10
+    corrected = "Contract amendment 77\nThe regulator wants the signed amendment by tonight."
+    reader = CategoryHead(Taxonomy.load(), encoder=None)
+
+    def head(extra: list[str], weights=None) -> LevelHead:
+        return LevelHead(reader.features, Taxonomy.load().names, texts + extra, None,
+                         [Verdict("legal", "P1", 52)] * (20 + len(extra)),
+                         levels + ["P1"] * len(extra), weights)  # fmt: skip
+
+    weighed = head([corrected], [1.0] * 20 + [3.0])
+    repeated = head([corrected] * 3)
+    once = head([corrected])
+    assert np.allclose(weighed.model.coef_, repeated.model.coef_, atol=1e-3)
+    assert not np.allclose(weighed.model.coef_, once.model.coef_, atol=1e-3)
+
+
 def test_the_level_head_reads_the_batch_the_category_head_just_read_without_hashing_it_again(
     triager,
 ):

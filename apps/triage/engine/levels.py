@@ -56,15 +56,17 @@ class LevelHead:
     temperature fitted on cross-validated margins so that its confidences mean what they say."""
 
     def __init__(self, text_features, categories: list[str], texts: list[str],
-                 embeddings: np.ndarray | None, verdicts: list[Verdict],
-                 levels: list[str]) -> None:  # fmt: skip
+                 embeddings: np.ndarray | None, verdicts: list[Verdict], levels: list[str],
+                 weights: list[float] | None = None) -> None:  # fmt: skip
         # text_features(texts, embeddings) -> sparse matrix: the category head's reading.
         self.text_features = text_features
         self.categories = sorted(categories)
         matrix = self._features(texts, embeddings, verdicts)
         labels = np.array([LEVEL_NAMES.index(level) for level in levels])
+        # A labelled message counts 1; a reviewer's level may count more (learning.py).
+        self.weights = np.ones(len(levels)) if weights is None else np.asarray(weights, float)
         self.model = LinearSVC(C=0.3)
-        self.model.fit(matrix, labels)
+        self.model.fit(matrix, labels, sample_weight=self.weights)
         self.classes = [int(c) for c in self.model.classes_]
         self.temperature = self._fit_temperature(matrix, labels)
         self.examples = len(levels)
@@ -94,7 +96,8 @@ class LevelHead:
             return 1.0
         scores = cross_val_predict(LinearSVC(C=0.3), matrix, labels,
                                    cv=StratifiedKFold(folds, shuffle=True, random_state=0),
-                                   method="decision_function")  # fmt: skip
+                                   method="decision_function",
+                                   params={"sample_weight": self.weights})  # fmt: skip
         return temperature_for(
             _per_class(scores), np.array([self.classes.index(label) for label in labels])
         )

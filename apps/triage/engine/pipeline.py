@@ -10,6 +10,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from apps.inbox.engine import ParsedMessage
 from apps.triage.engine.classify import CategoryDecision, Classifier, SenderLists, category_text
 from apps.triage.engine.draft import (
@@ -21,7 +23,7 @@ from apps.triage.engine.draft import (
 )
 from apps.triage.engine.encoder import Encoded, ModelLoadError, load_encoder
 from apps.triage.engine.examples import load_examples, packaged_vectors_path
-from apps.triage.engine.learning import Learned, score_for_level
+from apps.triage.engine.learning import LEVEL_CORRECTION_WEIGHT, Learned, score_for_level
 from apps.triage.engine.levels import LevelHead, Verdict, second_reading
 from apps.triage.engine.priority import (
     PriorityDecision,
@@ -172,7 +174,7 @@ class Triager:
         classifier = Classifier(setup.taxonomy, self.spam_head, self.encoder,
                                 learned=setup.learned, senders=setup.senders,
                                 examples=self.category_examples)  # fmt: skip
-        self.level_head = self._level_head(classifier, setup.taxonomy)
+        self.level_head = self._level_head(classifier, setup.taxonomy, setup.learned)
         self.setup = setup
         self.taxonomy = setup.taxonomy
         self.templates = setup.templates
@@ -189,20 +191,33 @@ class Triager:
             "model": setup.learned.version,
         }
 
-    def _level_head(self, classifier: Classifier, taxonomy: Taxonomy) -> LevelHead | None:
-        """The level head, fitted on the labelled examples of this taxonomy's categories; none
-        where there are too few (a custom examples file without levels)."""
+    def _level_head(self, classifier: Classifier, taxonomy: Taxonomy,
+                    learned: Learned) -> LevelHead | None:  # fmt: skip
+        """The level head, fitted on the labelled examples of this taxonomy's categories and the
+        levels reviewers corrected; none where there are too few labelled examples (a custom
+        examples file without levels)."""
         examples = self.category_examples
         chosen = [i for i in examples.with_levels() if examples.labels[i] in taxonomy]
         levels = [examples.levels[i].split("|")[0] for i in chosen]  # the first accepted
         if len(chosen) < LEVEL_HEAD_EXAMPLES or len(set(levels)) < 2:
             return None
+        texts = [examples.texts[i] for i in chosen]
+        verdicts = [examples.verdicts[i] for i in chosen]
+        weights = [1.0] * len(chosen)
         vectors = None
         if self.encoder is not None and examples.vectors is not None:
             vectors = examples.vectors[chosen]
-        return LevelHead(classifier.head.read, taxonomy.names,
-                         [examples.texts[i] for i in chosen], vectors,
-                         [examples.verdicts[i] for i in chosen], levels)  # fmt: skip
+        corrected = [c for c in learned.level_corrections
+                     if c.seen_as in taxonomy and (vectors is None or c.vector is not None)]  # fmt: skip
+        if corrected:
+            texts += [c.text for c in corrected]
+            verdicts += [Verdict(c.seen_as, c.rules_level, c.rules_score) for c in corrected]
+            levels += [c.priority for c in corrected]
+            weights += [LEVEL_CORRECTION_WEIGHT] * len(corrected)
+            if vectors is not None:
+                vectors = np.vstack([vectors, *[c.vector for c in corrected]])
+        return LevelHead(classifier.head.read, taxonomy.names, texts, vectors, verdicts, levels,
+                         weights)  # fmt: skip
 
     @property
     def chunk_size(self) -> int:
