@@ -173,3 +173,25 @@ def test_a_person_gets_a_draft_that_names_its_template(triager):
     assert no_reply_reason(message) is None
     outcome = triager.triage([message])[0]
     assert outcome.draft is not None and outcome.draft.origin.endswith("template")
+
+
+def test_the_heads_are_fitted_again_only_when_what_they_learn_from_changes(triager, with_setup):
+    head, levels = triager.classifier.head, triager.level_head
+    # A sender rule changes no head: the next batch does not wait for a refit.
+    with_setup(senders=SenderLists(allow=frozenset({"partner.test"})))
+    assert triager.classifier.senders.allow == {"partner.test"}
+    assert triager.classifier.head is head and triager.level_head is levels
+
+    # A corrected level teaches the level head only.
+    learned = corrections(triager, (QUOTE, None, "P3", "sales"))
+    rules = prioritize(QUOTE, "sales", triager.policy)
+    learned.corrections[0].rules_level = rules.level
+    learned.corrections[0].rules_score = rules.score
+    with_setup(learned=learned)
+    assert triager.classifier.head is head and triager.level_head is not levels
+    assert triager.classifier.learned is learned
+
+    # A corrected category: both, as the level head reads what the category head reads.
+    levels = triager.level_head
+    with_setup(learned=corrections(triager, (WARRANTY, "support", None, None)))
+    assert triager.classifier.head is not head and triager.level_head is not levels

@@ -10,41 +10,53 @@ from apps.triage.engine.taxonomy import Taxonomy
 from tests.triage.conftest import make_message
 
 
-def ruled(level: str, score: int, floor: str = "P3") -> PriorityDecision:
-    return PriorityDecision(score, level, ["the rules"], floor=floor)
+def ruled(level: str, score: int, floor: str = "P3", ceiling: str = "P0") -> PriorityDecision:
+    return PriorityDecision(score, level, ["the rules"], floor=floor, ceiling=ceiling)
 
 
 @pytest.mark.parametrize(
-    ("category", "decision", "probabilities", "level", "score"),
+    ("decision", "probabilities", "level", "score"),
     [
         # Surer of the level below by 0.5: moved, the score just inside it.
-        ("legal", ruled("P1", 52), [0.05, 0.2, 0.7, 0.05], "P2", 44),
+        (ruled("P1", 52), [0.05, 0.2, 0.7, 0.05], "P2", 44),
         # Surer by less than the margin: the rules' level stands.
-        ("legal", ruled("P1", 52), [0.0, 0.4, 0.5, 0.1], "P1", 52),
-        # An incident may be raised to now; a support question never is, however sure.
-        ("incident", ruled("P1", 60), [0.8, 0.15, 0.05, 0.0], "P0", 70),
-        ("support", ruled("P1", 60), [0.8, 0.15, 0.05, 0.0], "P1", 60),
+        (ruled("P1", 52), [0.0, 0.4, 0.5, 0.1], "P1", 52),
+        # Raised to now where the rules allow it; never past their ceiling, however sure.
+        (ruled("P1", 60), [0.8, 0.15, 0.05, 0.0], "P0", 70),
+        (ruled("P1", 60, ceiling="P1"), [0.8, 0.15, 0.05, 0.0], "P1", 60),
         # One level at most: P3 mail that reads like P1 goes to P2 only if P2 is surer than P3.
-        ("other", ruled("P3", 10), [0.0, 0.9, 0.05, 0.05], "P3", 10),
-        ("other", ruled("P3", 10), [0.0, 0.2, 0.7, 0.1], "P2", 20),
-        # A frustrated sender is answered today.
-        ("billing", ruled("P1", 45, floor="P1"), [0.0, 0.1, 0.9, 0.0], "P1", 45),
+        (ruled("P3", 10), [0.0, 0.9, 0.05, 0.05], "P3", 10),
+        (ruled("P3", 10), [0.0, 0.2, 0.7, 0.1], "P2", 20),
+        # Never below their floor (a frustrated sender is answered today).
+        (ruled("P1", 45, floor="P1"), [0.0, 0.1, 0.9, 0.0], "P1", 45),
         # Mail that needs no action stays where the rules put it.
-        ("newsletter", ruled("P3", 0), [0.0, 0.0, 0.95, 0.05], "P3", 0),
+        (ruled("P3", 0, floor="P3", ceiling="P3"), [0.0, 0.0, 0.95, 0.05], "P3", 0),
     ],
 )  # fmt: skip
 def test_the_second_reading_moves_one_level_within_what_the_rules_allow(
-    category, decision, probabilities, level, score
+    decision, probabilities, level, score
 ):
     before = (decision.level, decision.score)
-    moved = second_reading(decision, category, np.array(probabilities))
+    moved = second_reading(decision, np.array(probabilities))
     assert (moved.level, moved.score) == (level, score)
-    if level == "P2" and category == "legal":
+    if (level, score) == ("P2", 44):
         assert moved.reasons[-1] == (
             "labelled mail like this one is P2 (0.70, against 0.20 for P1, the rules' level)"
         )
     elif (level, score) == before:
         assert moved.reasons == ["the rules"]
+
+
+@pytest.mark.parametrize(
+    ("category", "floor", "ceiling"),
+    [("incident", "P3", "P0"), ("security", "P3", "P0"), ("support", "P3", "P1"),
+     ("legal", "P3", "P1"), ("newsletter", "P3", "P3"), ("notification", "P3", "P3")],
+)  # fmt: skip
+def test_the_rules_set_how_far_the_second_reading_may_move_a_level(category, floor, ceiling):
+    # P0 is for outages and compromises; a question or a letter is for today at most; mail that
+    # needs no action is not moved at all.
+    decision = prioritize(make_message("Could you look at the export?", subject="Export"), category)
+    assert (decision.floor, decision.ceiling) == (floor, ceiling)
 
 
 def test_an_important_senders_level_is_not_read_lower():
@@ -54,7 +66,7 @@ def test_an_important_senders_level_is_not_read_lower():
     policy = PriorityPolicy(vip_addresses=frozenset({"carol@big.test"}))
     decision = prioritize(question, "support", policy)
     assert (decision.level, decision.floor) == ("P1", "P1")
-    assert second_reading(decision, "support", np.array([0.0, 0.1, 0.9, 0.0])).level == "P1"
+    assert second_reading(decision, np.array([0.0, 0.1, 0.9, 0.0])).level == "P1"
     assert prioritize(question, "support").floor == "P3"  # anyone else's: free to move
 
 

@@ -284,13 +284,15 @@ def _besides(alternatives: list[tuple[str, float]], label: str) -> list[tuple[st
 class Classifier:
     def __init__(self, taxonomy: Taxonomy, spam_head: SpamHead, encoder=None, *,
                  learned: Learned | None = None, senders: SenderLists | None = None,
-                 examples=None) -> None:  # fmt: skip
+                 examples=None, head: CategoryHead | None = None) -> None:  # fmt: skip
+        """head: a category head already fitted on this taxonomy, these corrections and examples
+        (a change to sender lists alone needs no refit)."""
         self.taxonomy = taxonomy
         self.spam_head = spam_head
         self.encoder = encoder
         self.learned = learned or Learned()
         self.senders = senders or SenderLists()
-        self.head = CategoryHead(taxonomy, encoder, self.learned, examples)
+        self.head = head or CategoryHead(taxonomy, encoder, self.learned, examples)
         mode = "encoder" if encoder is not None else "fallback"
         self.version = (
             f"{mode}:{encoder.version if encoder else 'hashed-words'}"

@@ -30,7 +30,8 @@ CORRECTION_WEIGHT = 4.0
 # How much one corrected level counts against one labelled message in the level head.
 LEVEL_CORRECTION_WEIGHT = 3.0
 # Cosine similarity (of the encoder's message embeddings) from which a corrected message's
-# decision is taken as it is. Measured on paraphrase pairs: see docs/review.md.
+# category is taken as it is: a re-send or a near copy. With this encoder, paraphrases of one
+# request score 0.45 to 0.7; one system's alerts with other details 0.7 to 0.95.
 CATEGORY_NEIGHBOUR_SIMILARITY = 0.80
 # Priority is overruled outright by a corrected message of the same category this similar: the
 # same kind of mail from the same source (an identity provider's next alert). How urgent a

@@ -9,10 +9,10 @@ level and score), and learns from the tune part of the labelled set which level 
 gave mail like it.
 
 It is a second reading, not a second set of rules: it may move the rules' level by one, and
-only where it is clearly surer of the other level (MOVE_MARGIN); never for mail that needs no
-action, never above what the rules allow a category (TODAY_AT_MOST), never below the floor the
-rules set (a frustrated sender's P1, an important sender's own level). Its reason says what it
-did and how sure it was."""
+only where it is clearly surer of the other level (MOVE_MARGIN), within the floor and ceiling
+the rules set on each decision: never for mail that needs no action, never above what they allow
+a category (priority.TODAY_AT_MOST), never below a frustrated sender's P1 or an important
+sender's own level. Its reason says what it did and how sure it was."""
 
 from __future__ import annotations
 
@@ -25,8 +25,7 @@ from sklearn.svm import LinearSVC
 
 from apps.triage.engine.classify import softmax, temperature_for
 from apps.triage.engine.learning import score_for_level
-from apps.triage.engine.priority import LEVELS, TODAY_AT_MOST, PriorityDecision, level_for
-from apps.triage.engine.taxonomy import NO_REPLY
+from apps.triage.engine.priority import LEVELS, PriorityDecision, level_for
 
 LEVEL_NAMES = tuple(level for _, level in LEVELS)  # P0 to P3
 # How much surer of a neighbouring level than of the rules' own the head must be to move a
@@ -112,19 +111,12 @@ class LevelHead:
         return full
 
 
-def second_reading(decision: PriorityDecision, category: str,
-                   probabilities: np.ndarray) -> PriorityDecision:  # fmt: skip
+def second_reading(decision: PriorityDecision, probabilities: np.ndarray) -> PriorityDecision:
     """The rules' decision, moved by one level where the level head is MOVE_MARGIN surer of
-    that level than of the rules' own, within what the rules allow."""
-    if category in NO_REPLY:
-        return decision
+    that level than of the rules' own, within the floor and ceiling the rules set."""
     ruled = LEVEL_NAMES.index(decision.level)
-    highest = 1 if category in TODAY_AT_MOST else 0
-    lowest = LEVEL_NAMES.index(decision.floor)
-    allowed = [
-        level for level in (ruled - 1, ruled + 1)
-        if 0 <= level < len(LEVEL_NAMES) and highest <= level <= lowest
-    ]  # fmt: skip
+    highest, lowest = LEVEL_NAMES.index(decision.ceiling), LEVEL_NAMES.index(decision.floor)
+    allowed = [level for level in (ruled - 1, ruled + 1) if highest <= level <= lowest]
     if not allowed:
         return decision
     best = max(allowed, key=lambda level: probabilities[level])

@@ -157,6 +157,8 @@ class Triager:
             None if config.category_examples_path else packaged_vectors_path(self.encoder),
         )
         self.generator = None
+        # What the category and level heads were last fitted on (_learned_from).
+        self._fitted_on: tuple | None = None
         if config.generator_path:
             from apps.triage.engine.generator import load_generator
 
@@ -170,11 +172,18 @@ class Triager:
 
     def reconfigure(self, setup: TriageSetup) -> None:
         """Take a new taxonomy, templates, sender rules and learned model. The category and
-        level heads are refitted (a few seconds); the encoder and spam head stay as they are."""
+        level heads are refitted where what they learn from changed (several seconds each on
+        two cores): a new taxonomy, examples or learned model; a change to sender rules,
+        templates or priorities keeps them. The encoder and spam head stay as they are."""
+        fitted = self._fitted_on
+        head_key, level_key = self._fitted_on = _learned_from(self.category_examples, setup)
+        same_head = fitted is not None and fitted[0] == head_key
         classifier = Classifier(setup.taxonomy, self.spam_head, self.encoder,
                                 learned=setup.learned, senders=setup.senders,
-                                examples=self.category_examples)  # fmt: skip
-        self.level_head = self._level_head(classifier, setup.taxonomy, setup.learned)
+                                examples=self.category_examples,
+                                head=self.classifier.head if same_head else None)  # fmt: skip
+        if fitted is None or fitted[1] != level_key:
+            self.level_head = self._level_head(classifier, setup.taxonomy, setup.learned)
         self.setup = setup
         self.taxonomy = setup.taxonomy
         self.templates = setup.templates
@@ -308,8 +317,9 @@ class Triager:
                 [category_text(m) for m in messages], vectors,
                 [Verdict(label, d.level, d.score) for label, d in zip(labels, decisions, strict=True)],
             )  # fmt: skip
-            decisions = [second_reading(d, label, p)
-                         for d, label, p in zip(decisions, labels, probabilities, strict=True)]  # fmt: skip
+            decisions = [
+                second_reading(d, p) for d, p in zip(decisions, probabilities, strict=True)
+            ]
         if vectors is None or not self.learned.corrections:
             return decisions
         for i, decision in enumerate(decisions):
@@ -395,6 +405,17 @@ class Triager:
             )  # fmt: skip
             results[i] = (draft, trust)
         return results
+
+
+def _learned_from(examples, setup: TriageSetup) -> tuple[tuple, tuple]:
+    """What the category head and the level head are fitted on, as keys: where a key is the
+    same, so is the head fitted on it."""
+    learned = setup.learned
+    head = (examples.digest, setup.taxonomy.digest,
+            tuple((c.text, c.category, c.weight) for c in learned.category_corrections))  # fmt: skip
+    levels = tuple((c.text, c.priority, c.seen_as, c.rules_level, c.rules_score)
+                   for c in learned.level_corrections)  # fmt: skip
+    return head, (head, levels)
 
 
 def _first_sentence(summary: str) -> str:

@@ -303,8 +303,11 @@ class PriorityDecision:
     reasons: list[str] = field(default_factory=list)
     deadlines: list[dict] = field(default_factory=list)
     # The lowest level the rules allow whatever else reads the message (a frustrated sender: P1;
-    # an important sender: the rules' own level).
+    # an important sender: the rules' own level; mail that needs no action: P3).
     floor: str = "P3"
+    # The most urgent level they allow it (a question, a bill, an opinion: P1, for today at most;
+    # mail that needs no action: P3).
+    ceiling: str = "P0"
     # The rules' own level where the level head moved it (levels.second_reading), else "".
     rules_level: str = ""
 
@@ -326,7 +329,8 @@ def prioritize(
 ) -> PriorityDecision:
     policy = policy or PriorityPolicy()
     if category in NO_REPLY:
-        return PriorityDecision(0, "P3", [f"category {category}: no action needed"])
+        return PriorityDecision(0, "P3", [f"category {category}: no action needed"],
+                                floor="P3", ceiling="P3")  # fmt: skip
     reasons: list[str] = []
     score = policy.category_base.get(category, CATEGORY_BASE.get(category, 10))
     reasons.append(f"category {category} (+{score})")
@@ -487,4 +491,5 @@ def prioritize(
     # answered today, and an important sender is the operator's own word on this mail.
     floor = score if important else FRUSTRATED_FLOOR if frustration else 0
     return PriorityDecision(score, level_for(score), reasons, [d.to_dict() for d in deadlines],
-                            floor=level_for(floor))  # fmt: skip
+                            floor=level_for(floor),
+                            ceiling="P1" if category in TODAY_AT_MOST else "P0")  # fmt: skip
