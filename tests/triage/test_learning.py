@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from apps.triage.engine.classify import SenderLists, category_text
@@ -195,3 +196,16 @@ def test_the_heads_are_fitted_again_only_when_what_they_learn_from_changes(triag
     levels = triager.level_head
     with_setup(learned=corrections(triager, (WARRANTY, "support", None, None)))
     assert triager.classifier.head is not head and triager.level_head is not levels
+
+
+def test_a_setup_that_cannot_be_fitted_leaves_the_last_one_whole(triager, with_setup):
+    head = triager.classifier.head
+    # A correction kept with another encoder's embedding (10 numbers, not 384) cannot be fitted.
+    foreign = Learned("other-encoder", [Correction("Where is my order?", category="support",
+                                                   vector=np.ones(10, dtype=np.float32))])  # fmt: skip
+    with pytest.raises(ValueError, match="dimension"):
+        with_setup(learned=foreign)
+    assert triager.classifier.head is head and triager.learned is not foreign
+    # Tried again, it is fitted again, not taken for the setup that last fitted.
+    with pytest.raises(ValueError, match="dimension"):
+        with_setup(learned=foreign)

@@ -176,14 +176,19 @@ class Triager:
         two cores): a new taxonomy, examples or learned model; a change to sender rules,
         templates or priorities keeps them. The encoder and spam head stay as they are."""
         fitted = self._fitted_on
-        head_key, level_key = self._fitted_on = _learned_from(self.category_examples, setup)
+        head_key, level_key = keys = _learned_from(self.category_examples, setup)
         same_head = fitted is not None and fitted[0] == head_key
         classifier = Classifier(setup.taxonomy, self.spam_head, self.encoder,
                                 learned=setup.learned, senders=setup.senders,
                                 examples=self.category_examples,
                                 head=self.classifier.head if same_head else None)  # fmt: skip
         if fitted is None or fitted[1] != level_key:
-            self.level_head = self._level_head(classifier, setup.taxonomy, setup.learned)
+            level_head = self._level_head(classifier, setup.taxonomy, setup.learned)
+        else:
+            level_head = self.level_head
+        # Only once both heads are fitted: a setup that fails to fit leaves the last one whole.
+        self._fitted_on = keys
+        self.level_head = level_head
         self.setup = setup
         self.taxonomy = setup.taxonomy
         self.templates = setup.templates
