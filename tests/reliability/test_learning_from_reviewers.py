@@ -89,10 +89,9 @@ def decided(detail: dict) -> tuple[str, str]:
     return detail["category"], detail["priority"]
 
 
-# Minutes of training and triage on a whole running system: left out of the default run for
-# CI's time budget (`-m soak` runs it); tests/triage/test_learning.py and tests/review/test_retrain.py
-# cover the same learning in-process.
-@pytest.mark.soak
+# Training and triage on a whole running system, about two minutes. It also checks that the
+# models misread every case first: where the heads come to read one right by themselves (they
+# learn from each new round of labelled mail), samples/corrections.json needs another case.
 def test_corrections_reach_differently_worded_mail_without_a_restart(start_system):
     system = start_system(
         processes=("web", "triage", "generate", "verify", "beat"),
