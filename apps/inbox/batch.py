@@ -23,9 +23,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core import metrics
-from apps.inbox.engine import ParsedMessage, parse_message
-from apps.inbox.engine.stored import parsed_from_json
-from apps.inbox.ingest import parse_limits
+from apps.inbox.engine import ParsedMessage
+from apps.inbox.ingest import parsed_of_stored
 from apps.inbox.models import Message, MessageStatus
 
 logger = logging.getLogger(__name__)
@@ -81,9 +80,7 @@ class Batch:
                 self.handed_on.append(message.id)
                 continue
             try:
-                parsed = parsed_from_json(message.parsed) or parse_message(
-                    bytes(message.raw), max_bytes=max(len(message.raw), 1), limits=parse_limits()
-                )
+                parsed = parsed_of_stored(message)
             except Exception as exc:  # the stored bytes no longer parse: this message only
                 reason = ValueError(f"cannot parse the stored message: {exc}")
                 self.unparseable.append((message, reason))

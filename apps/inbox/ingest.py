@@ -28,12 +28,15 @@ from apps.core.retention import retention_days
 from apps.inbox.engine import (
     Envelope,
     MessageTooLarge,
+    ParsedMessage,
     ParseLimits,
     UnparseableMessage,
     bare_message_id,
     parse_envelope,
+    parse_message,
 )
 from apps.inbox.engine.mailbox import iter_messages, looks_like_message
+from apps.inbox.engine.stored import parsed_from_json
 from apps.inbox.models import RERUNNABLE, Message, MessageSource, MessageStatus
 from apps.inbox.signals import messages_queued
 
@@ -71,6 +74,14 @@ def parse_limits() -> ParseLimits:
         max_mime_parts=settings.MAILSCORE_MAX_MIME_PARTS,
         max_header_bytes=settings.MAILSCORE_MAX_HEADER_BYTES,
         max_decoded_bytes=settings.MAILSCORE_MAX_DECODED_BYTES,
+    )
+
+
+def parsed_of_stored(message: Message) -> ParsedMessage:
+    """A stored message's parsed form: as the chain kept it, or parsed again from its bytes
+    within the parser's limits (raises what the parser raises)."""
+    return parsed_from_json(message.parsed) or parse_message(
+        bytes(message.raw), max_bytes=max(len(message.raw), 1), limits=parse_limits()
     )
 
 

@@ -12,14 +12,14 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection, transaction
 
-from apps.inbox.engine import bare_message_id, parse_message
-from apps.inbox.engine.stored import parsed_from_json
-from apps.inbox.ingest import parse_limits
+from apps.inbox.engine import bare_message_id
+from apps.inbox.ingest import parsed_of_stored
 from apps.inbox.models import Message
 from apps.review.models import Feedback, ReplyExample
 from apps.triage.engine.evaluation import evaluate_triage, load_labelled
+from apps.triage.engine.examples import rules_verdict
 from apps.triage.engine.learning import CORRECTION_WEIGHT, pack_vectors
-from apps.triage.engine.priority import PriorityPolicy, prioritize
+from apps.triage.engine.priority import PriorityPolicy
 from apps.triage.models import ModelVersion
 from apps.triage.services import get_triager, setup_from_database
 
@@ -106,15 +106,12 @@ def add_rules_verdicts(training: TrainingSet, policy: PriorityPolicy) -> None:
     for message in Message.objects.filter(id__in=list(wanted)).only("id", "raw", "parsed"):
         entry = wanted[message.id]
         try:
-            parsed = parsed_from_json(message.parsed) or parse_message(
-                bytes(message.raw), max_bytes=max(len(message.raw), 1), limits=parse_limits()
-            )
+            parsed = parsed_of_stored(message)
         except Exception as exc:  # the correction still teaches its neighbours
             logger.warning("Message %s no longer parses (%s): its corrected level teaches the "
                            "level head nothing", message.id, exc)  # fmt: skip
             continue
-        decision = prioritize(parsed, entry["seen_as"], policy)
-        entry["rules"] = {"level": decision.level, "score": decision.score}
+        entry["rules"] = rules_verdict(parsed, entry["seen_as"], policy)
 
 
 def default_labelled_set() -> tuple[Path, Path]:

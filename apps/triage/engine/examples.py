@@ -25,7 +25,7 @@ import numpy as np
 
 from apps.triage.engine.classify import category_text
 from apps.triage.engine.levels import Verdict
-from apps.triage.engine.priority import prioritize
+from apps.triage.engine.priority import PriorityPolicy, prioritize
 
 PACKAGED = "data/category_examples.json"
 WRITTEN = "data/written"
@@ -160,10 +160,10 @@ def packaged_vectors_path(encoder=None) -> Path:
     return Path(str(resources.files("apps.triage.engine").joinpath(name)))
 
 
-def rules_verdict(message, category: str) -> dict:
-    """What the priority rules say of a message in its labelled category, as the examples file
-    keeps it for the level head."""
-    decision = prioritize(message, category)
+def rules_verdict(message, category: str, policy: PriorityPolicy | None = None) -> dict:
+    """What the priority rules say of a message in its (labelled or corrected) category, as the
+    level head learns it: in the examples file, and beside a reviewer's corrected level."""
+    decision = prioritize(message, category, policy)
     return {"level": decision.level, "score": decision.score}
 
 
