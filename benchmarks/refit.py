@@ -1,7 +1,8 @@
 """What a configuration change costs a triage worker before its next batch.
 
-A change to the categories or the active model version fits the category and level heads again;
-templates, sender rules and priorities change neither. Timed on one loaded triager, in-process,
+A change to the categories fits the category and level heads again; a new active model version
+fits them again with its corrections but keeps their temperatures (fitted on the same labelled
+examples); templates, sender rules and priorities change neither. Timed on one loaded triager, in-process,
 medians of --runs.
 
     python benchmarks/refit.py
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from apps.triage.engine.classify import Classifier, SenderLists  # noqa: E402
+from apps.triage.engine.learning import Correction, Learned  # noqa: E402
 from apps.triage.engine.pipeline import TriageConfig, Triager  # noqa: E402
 from apps.triage.engine.taxonomy import Taxonomy  # noqa: E402
 
@@ -33,7 +35,8 @@ def main() -> None:
     setup = triager.setup
     timings: dict[str, list[float]] = {"category head": [], "level head": [],
                                        "a category's description changed": [],
-                                       "a sender rule changed": []}  # fmt: skip
+                                       "a sender rule changed": [],
+                                       "a new model version": []}  # fmt: skip
     for run in range(arguments.runs):
         started = time.perf_counter()
         classifier = Classifier(setup.taxonomy, triager.spam_head, triager.encoder,
@@ -55,6 +58,14 @@ def main() -> None:
         started = time.perf_counter()
         triager.reconfigure(allowed)
         timings["a sender rule changed"].append(time.perf_counter() - started)
+
+        # A retrained model: a reviewer's corrected category, which both heads learn.
+        text = f"Run {run}: the espresso machine stopped heating, still under warranty. Repair?"
+        vector = triager.encoder.encode([text]).vectors[0]
+        learned = Learned(f"bench-{run}", [Correction(text, category="support", vector=vector)])
+        started = time.perf_counter()
+        triager.reconfigure(replace(allowed, learned=learned))
+        timings["a new model version"].append(time.perf_counter() - started)
     for name, values in timings.items():
         print(f"{name:34} {statistics.median(values):8.3f} s  (runs: "
               f"{', '.join(f'{v:.3f}' for v in values)})")  # fmt: skip

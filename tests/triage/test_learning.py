@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from apps.triage.engine.classify import SenderLists, category_text
+from apps.triage.engine.classify import CategoryHead, SenderLists, category_text
 from apps.triage.engine.draft import no_reply_reason
 from apps.triage.engine.learning import LEVEL_CORRECTION_WEIGHT, Correction, Learned
+from apps.triage.engine.levels import LevelHead
 from apps.triage.engine.pipeline import TriageSetup
 from apps.triage.engine.priority import prioritize
+from apps.triage.engine.taxonomy import Taxonomy
 from tests.triage.conftest import make_message
 
 WARRANTY = make_message(
@@ -196,6 +198,32 @@ def test_the_heads_are_fitted_again_only_when_what_they_learn_from_changes(triag
     levels = triager.level_head
     with_setup(learned=corrections(triager, (WARRANTY, "support", None, None)))
     assert triager.classifier.head is not head and triager.level_head is not levels
+
+
+def test_a_new_learned_model_keeps_the_heads_temperatures(triager, with_setup, monkeypatch):
+    fits = []
+    for head in (CategoryHead, LevelHead):
+        fit = head._fit_temperature
+        monkeypatch.setattr(head, "_fit_temperature",
+                            lambda self, *a, fit=fit: fits.append(type(self)) or fit(self, *a))  # fmt: skip
+    head, levels = triager.classifier.head, triager.level_head
+    learned = corrections(triager, (WARRANTY, "support", None, None), (QUOTE, None, "P3", "sales"))
+    rules = prioritize(QUOTE, "sales", triager.policy)
+    level_correction = learned.corrections[1]
+    level_correction.rules_level, level_correction.rules_score = rules.level, rules.score
+    with_setup(learned=learned)
+    # Both heads learned the corrections; neither ran its three cross-validation fits again.
+    assert triager.classifier.head is not head and triager.level_head is not levels
+    assert triager.level_head.examples == levels.examples + 1
+    assert fits == []
+    assert triager.classifier.head.temperature == head.temperature
+    assert triager.level_head.temperature == levels.temperature
+
+    # Another taxonomy: the temperatures are fitted again, on what the heads learn from now.
+    categories = [c for c in triager.taxonomy.categories if c.name != "feedback"]
+    with_setup(taxonomy=Taxonomy(categories, version="without-feedback"), learned=learned)
+    assert fits == [CategoryHead, LevelHead]
+    assert "feedback" not in triager.classifier.head.classes
 
 
 def test_a_setup_that_cannot_be_fitted_leaves_the_last_one_whole(triager, with_setup):

@@ -162,7 +162,9 @@ class CategoryHead:
     fitted on cross-validated margins so that confidences mean what they say."""
 
     def __init__(self, taxonomy: Taxonomy, encoder=None, learned: Learned | None = None,
-                 examples=None) -> None:  # fmt: skip
+                 examples=None, temperature: float | None = None) -> None:  # fmt: skip
+        """temperature: one already fitted on the same taxonomy and examples, kept rather than
+        fitted again (three more fits) when only reviewers' corrections changed."""
         self.encoder = encoder
         texts, labels = [], []
         for category in taxonomy.categories:
@@ -197,7 +199,7 @@ class CategoryHead:
         self.model = _linear_model()
         self.model.fit(matrix, self.labels, sample_weight=self.weights)
         self.classes = list(self.model.classes_)
-        self.temperature = self._fit_temperature(matrix)
+        self.temperature = temperature if temperature else self._fit_temperature(matrix)
         self._last_read: tuple | None = None
 
     def features(self, texts: list[str], embeddings: np.ndarray | None):

@@ -56,7 +56,9 @@ class LevelHead:
 
     def __init__(self, text_features, categories: list[str], texts: list[str],
                  embeddings: np.ndarray | None, verdicts: list[Verdict], levels: list[str],
-                 weights: list[float] | None = None) -> None:  # fmt: skip
+                 weights: list[float] | None = None,
+                 temperature: float | None = None) -> None:  # fmt: skip
+        """temperature: as CategoryHead's, one fitted on the same labelled levels, kept."""
         # text_features(texts, embeddings) -> sparse matrix: the category head's reading.
         self.text_features = text_features
         self.categories = sorted(categories)
@@ -67,7 +69,7 @@ class LevelHead:
         self.model = LinearSVC(C=0.3)
         self.model.fit(matrix, labels, sample_weight=self.weights)
         self.classes = [int(c) for c in self.model.classes_]
-        self.temperature = self._fit_temperature(matrix, labels)
+        self.temperature = temperature if temperature else self._fit_temperature(matrix, labels)
         self.examples = len(levels)
 
     def _verdict_features(self, verdicts: list[Verdict]) -> np.ndarray:

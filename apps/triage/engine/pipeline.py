@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from apps.inbox.engine import ParsedMessage
-from apps.triage.engine.classify import CategoryDecision, Classifier, SenderLists, category_text
+from apps.triage.engine.classify import (
+    CategoryDecision,
+    CategoryHead,
+    Classifier,
+    SenderLists,
+    category_text,
+)
 from apps.triage.engine.draft import (
     ApprovedReply,
     Draft,
@@ -159,6 +165,8 @@ class Triager:
         self.generator = None
         # What the category and level heads were last fitted on (_learned_from).
         self._fitted_on: tuple | None = None
+        # The heads' temperatures and the labelled examples and taxonomy they were fitted on.
+        self._temperatures: tuple[tuple, float, float | None] | None = None
         if config.generator_path:
             from apps.triage.engine.generator import load_generator
 
@@ -174,20 +182,32 @@ class Triager:
         """Take a new taxonomy, templates, sender rules and learned model. The category and
         level heads are refitted where what they learn from changed (several seconds each on
         two cores): a new taxonomy, examples or learned model; a change to sender rules,
-        templates or priorities keeps them. The encoder and spam head stay as they are."""
+        templates or priorities keeps them. A new learned model alone keeps the heads'
+        temperatures, fitted on the same labelled examples: its corrections are a few dozen
+        among thousands, and the temperature's three cross-validation fits are two thirds of a
+        head's refit. The encoder and spam head stay as they are."""
         fitted = self._fitted_on
         head_key, level_key = keys = _learned_from(self.category_examples, setup)
-        same_head = fitted is not None and fitted[0] == head_key
+        labelled = head_key[:2]  # the examples and the taxonomy, without the corrections
+        last = self._temperatures
+        kept = last if last is not None and last[0] == labelled else None
+        if fitted is not None and fitted[0] == head_key:
+            head = self.classifier.head
+        else:
+            head = CategoryHead(setup.taxonomy, self.encoder, setup.learned,
+                                self.category_examples, temperature=kept and kept[1])  # fmt: skip
         classifier = Classifier(setup.taxonomy, self.spam_head, self.encoder,
                                 learned=setup.learned, senders=setup.senders,
-                                examples=self.category_examples,
-                                head=self.classifier.head if same_head else None)  # fmt: skip
+                                examples=self.category_examples, head=head)  # fmt: skip
         if fitted is None or fitted[1] != level_key:
-            level_head = self._level_head(classifier, setup.taxonomy, setup.learned)
+            level_head = self._level_head(classifier, setup.taxonomy, setup.learned,
+                                          temperature=kept and kept[2])  # fmt: skip
         else:
             level_head = self.level_head
         # Only once both heads are fitted: a setup that fails to fit leaves the last one whole.
         self._fitted_on = keys
+        self._temperatures = (labelled, head.temperature,
+                              level_head.temperature if level_head else None)  # fmt: skip
         self.level_head = level_head
         self.setup = setup
         self.taxonomy = setup.taxonomy
@@ -205,8 +225,8 @@ class Triager:
             "model": setup.learned.version,
         }
 
-    def _level_head(self, classifier: Classifier, taxonomy: Taxonomy,
-                    learned: Learned) -> LevelHead | None:  # fmt: skip
+    def _level_head(self, classifier: Classifier, taxonomy: Taxonomy, learned: Learned,
+                    temperature: float | None = None) -> LevelHead | None:  # fmt: skip
         """The level head, fitted on the labelled examples of this taxonomy's categories and the
         levels reviewers corrected; none where there are too few labelled examples (a custom
         examples file without levels)."""
@@ -231,7 +251,7 @@ class Triager:
             if vectors is not None:
                 vectors = np.vstack([vectors, *[c.vector for c in corrected]])
         return LevelHead(classifier.head.read, taxonomy.names, texts, vectors, verdicts, levels,
-                         weights)  # fmt: skip
+                         weights, temperature)  # fmt: skip
 
     @property
     def chunk_size(self) -> int:
