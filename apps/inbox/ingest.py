@@ -79,10 +79,15 @@ def parse_limits() -> ParseLimits:
 
 def parsed_of_stored(message: Message) -> ParsedMessage:
     """A stored message's parsed form: as the chain kept it, or parsed again from its bytes
-    within the parser's limits (raises what the parser raises)."""
-    return parsed_from_json(message.parsed) or parse_message(
-        bytes(message.raw), max_bytes=max(len(message.raw), 1), limits=parse_limits()
-    )
+    within the parser's limits (rows stored before the parsed form was kept, or not triaged
+    yet). Raises UnparseableMessage, saying why, where neither can be had."""
+    parsed = parsed_from_json(message.parsed)
+    if parsed is not None:
+        return parsed
+    raw = bytes(message.raw or b"")
+    if not raw:
+        raise UnparseableMessage("The message's bytes were not kept.")
+    return parse_message(raw, max_bytes=len(raw), limits=parse_limits())
 
 
 def _bytes_key(raw: bytes) -> str:

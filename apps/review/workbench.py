@@ -9,9 +9,8 @@ from datetime import datetime
 
 from django.db.models import Case, CharField, F, IntegerField, Max, Q, QuerySet, Value, When
 
-from apps.inbox.engine import ParsedMessage, UnparseableMessage, parse_message
-from apps.inbox.engine.stored import parsed_from_json
-from apps.inbox.ingest import parse_limits
+from apps.inbox.engine import ParsedMessage, UnparseableMessage
+from apps.inbox.ingest import parsed_of_stored
 from apps.inbox.models import PRIORITY_LEVELS, Message, MessageStatus
 from apps.triage.engine.draft import no_reply_reason
 from apps.triage.engine.taxonomy import NO_REPLY
@@ -287,16 +286,9 @@ def step_words(steps: dict) -> list[dict]:
 
 
 def load_parsed(message: Message) -> tuple[ParsedMessage | None, str]:
-    """The parsed message, as the chain stored it or parsed again from the raw bytes (rows
-    stored before the parsed form was kept, or not triaged yet); with a note if it cannot be."""
-    parsed = parsed_from_json(message.parsed)
-    if parsed is not None:
-        return parsed, ""
-    raw = bytes(message.raw or b"")
-    if not raw:
-        return None, "The message's bytes were not kept."
+    """The parsed message (ingest.parsed_of_stored); with a note if it cannot be had."""
     try:
-        return parse_message(raw, max_bytes=max(len(raw), 1), limits=parse_limits()), ""
+        return parsed_of_stored(message), ""
     except UnparseableMessage as exc:
         return None, f"The stored message cannot be parsed: {exc}"
 
