@@ -19,11 +19,18 @@ WARRANTY = make_message(
     "the two-year warranty. Can you replace or repair it? Order 448812.\n\nThanks,\nMarta",
     subject="Warranty claim for my espresso machine",
 )
-WARRANTY_REWORDED = make_message(
-    "Hello, my coffee maker from your shop no longer warms up the water, only five months after "
-    "purchase. I believe the guarantee covers this. What do I need to do to get it fixed or "
-    "swapped? Regards, Tom",
-    subject="Coffee maker broken - covered by guarantee?",
+# A customer reporting a payment-diversion attempt in our name, and another customer's report of
+# the same kind in other words: the heads read both as billing.
+FAKE_BANK_DETAILS = make_message(
+    "Hi, one of our finance people received an email, supposedly from you, saying your bank "
+    "account changed and asking us to pay invoice BD-2291 to a new IBAN in Lithuania. It looks "
+    "fake to us. Can you confirm it's not from you?\n\nSofia",
+    subject="Suspicious mail about your bank details",
+)
+FAKE_BANK_DETAILS_REWORDED = make_message(
+    "Hello, our accountant got an email in your name telling us to send the next payment to a "
+    "different bank account in Latvia. That seems suspicious to us. Did you send it? Regards, Karl",
+    subject="Is this really your new account?",
 )
 QUOTE = make_message(
     "Hello, could you send us the signed quote for the 40 licences by tomorrow noon? Our "
@@ -83,15 +90,15 @@ def corrections(triager, *items: tuple) -> Learned:
 
 
 def test_a_correction_reaches_a_differently_worded_message(triager, with_setup):
-    before = triager.triage([WARRANTY_REWORDED, UNRELATED])
-    assert before[0].category.label != "support"
+    before = triager.triage([FAKE_BANK_DETAILS_REWORDED, UNRELATED])
+    assert before[0].category.label != "security"
 
-    with_setup(learned=corrections(triager, (WARRANTY, "support", None, None)))
-    after = triager.triage([WARRANTY, WARRANTY_REWORDED, UNRELATED])
+    with_setup(learned=corrections(triager, (FAKE_BANK_DETAILS, "security", None, None)))
+    after = triager.triage([FAKE_BANK_DETAILS, FAKE_BANK_DETAILS_REWORDED, UNRELATED])
 
-    assert after[0].category.label == "support"
-    assert "reviewer filed as support" in after[0].category.decided_by  # its own words again
-    assert after[1].category.label == "support" and after[1].category.decided_by == "encoder"
+    assert after[0].category.label == "security"
+    assert "reviewer filed as security" in after[0].category.decided_by  # its own words again
+    assert after[1].category.label == "security" and after[1].category.decided_by == "encoder"
     assert after[2].category.label == before[1].category.label  # unlike it: left alone
     assert "model:test-1" in triager.versions["classifier"]
 
