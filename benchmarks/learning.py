@@ -48,19 +48,16 @@ REPLAYED_ROUNDS = "zi,zj,zk,zl,zm,zn,zo,zp,zq,zr,zs,zt,zu,zv,zw,zx"
 class Setting:
     label: str
     weight: float  # of a correction in the category head
-    pull: float  # strength of the pull towards corrected categories; 0: off
     priority_similarity: float  # from which a corrected level is taken by a neighbour
     levels_learned: bool  # corrected levels join the level head's examples
 
 
 SETTINGS = [
-    Setting("before: weight 1, neighbour 0.55", 1.0, 10.0, 0.55, False),
-    Setting("weight 4, neighbour 0.8", 4.0, 10.0, 0.8, False),
-    Setting("and levels learned, no pull", 4.0, 0.0, 0.8, True),
+    Setting("weight 1, neighbour 0.55", 1.0, 0.55, False),
+    Setting("weight 4, neighbour 0.8", 4.0, 0.8, False),
     Setting(
         "and levels learned (shipped)",
         learning.CORRECTION_WEIGHT,
-        learning.PULL_STRENGTH,
         learning.PRIORITY_NEIGHBOUR_SIMILARITY,
         True,
     ),  # fmt: skip
@@ -83,7 +80,6 @@ def learn(triager: Triager, baseline: TriageSetup, setting: Setting, corrections
           vectors) -> None:  # fmt: skip
     """Reconfigure the triager with corrections ({"text", "category", "priority", "seen_as",
     "message"}) learned the way setting says."""
-    learning.PULL_STRENGTH = setting.pull
     learning.PRIORITY_NEIGHBOUR_SIMILARITY = setting.priority_similarity
     learned = []
     for item, vector in zip(corrections, vectors, strict=True):

@@ -308,10 +308,6 @@ class Classifier:
                  spam_documents: list[SpamDocument]) -> list[CategoryDecision]:  # fmt: skip
         spam_p = self.spam_head.predict_proba(spam_documents, embeddings)
         probabilities = self.head.predict([category_text(m) for m in messages], embeddings)
-        pull = self.learned.category_pull(embeddings, self.head.classes)
-        if pull is not None:
-            probabilities = probabilities * pull
-            probabilities /= probabilities.sum(axis=1, keepdims=True)
         decisions = []
         for i, message in enumerate(messages):
             ranked = sorted(

@@ -1,9 +1,8 @@
 """What triage learns from reviewers: corrected categories and priorities, and approved replies.
 
 Corrections join the category head's training set, each weighing as much as CORRECTION_WEIGHT
-labelled messages, and pull messages worded like them towards their category, the more the
-closer they are, so that a correction reaches differently worded mail of the same kind, not only
-the message it was made on. Mail unlike every correction is left as the head decides it. A
+labelled messages, so that the head learns from a correction what it learns from labelled mail
+and reaches differently worded mail of the same kind, not only the message it was made on. A
 message very close to a corrected one (a re-send) takes the reviewer's decision outright and
 says so. Priority: a corrected level joins the level head's examples (levels.py), beside what
 the rules said of the message, and a corrected message of the same category nearly identical to
@@ -13,7 +12,8 @@ the app hands in plain records.
 The weights and similarities were chosen by replaying the labelled business set's last rounds
 as new mail, with a reviewer correcting every mistake in half of it (benchmarks/learning.py,
 docs/benchmarks.md): a corrected level applied to every message of its category 0.55 similar
-broke more levels of the other half than it fixed.
+broke more levels of the other half than it fixed, and pulling mail like a corrected message
+towards its category, on top of the head's own learning, broke more categories than it fixed.
 """
 
 from __future__ import annotations
@@ -38,13 +38,6 @@ CATEGORY_NEIGHBOUR_SIMILARITY = 0.80
 # person's message is depends on more than its topic: at 0.55, where paraphrases of one request
 # begin, the corrected levels of replayed mail broke more levels of mail like it than they fixed.
 PRIORITY_NEIGHBOUR_SIMILARITY = 0.8
-
-# Corrections also pull messages like them towards their category, more the closer they are:
-# probability x exp(STRENGTH x (similarity - FLOOR)) above FLOOR. Messages unlike every
-# correction (below FLOOR) are left exactly as the head decides, so the rest of the mail does
-# not move.
-PULL_FLOOR = 0.5
-PULL_STRENGTH = 10.0
 
 PRIORITY_FLOORS = {"P0": 70, "P1": 45, "P2": 20, "P3": 0}
 PRIORITY_CEILINGS = {"P0": 100, "P1": 69, "P2": 44, "P3": 19}
@@ -113,22 +106,6 @@ class Learned:
             if similarity >= floor and (best is None or similarity > best.similarity):
                 best = Neighbour(index, similarity, value)
         return best
-
-    def category_pull(self, embeddings: np.ndarray, classes: list[str]) -> np.ndarray | None:
-        """(messages, classes) factors to multiply the head's probabilities by; None when no
-        correction applies."""
-        examples = [c for c in self.category_corrections
-                    if c.vector is not None and c.category in classes]  # fmt: skip
-        if not examples or embeddings is None:
-            return None
-        similarity = embeddings @ np.vstack([c.vector for c in examples]).T
-        factors = np.ones((len(embeddings), len(classes)))
-        for column, name in enumerate(classes):
-            mine = [j for j, c in enumerate(examples) if c.category == name]
-            if mine:
-                closest = similarity[:, mine].max(axis=1)
-                factors[:, column] = np.exp(PULL_STRENGTH * np.clip(closest - PULL_FLOOR, 0, None))
-        return factors
 
     def nearest_category(self, vector: np.ndarray | None) -> Neighbour | None:
         return self._nearest(vector, "category", CATEGORY_NEIGHBOUR_SIMILARITY)
