@@ -35,9 +35,11 @@ timeout = int(os.environ.get("MAILSCORE_WEB_TIMEOUT", "60"))
 graceful_timeout = 30
 keepalive = 5
 # A worker is replaced after this many requests (with jitter, so not all at once): whatever a
-# long-lived process accumulates is given back.
-max_requests = 5000
-max_requests_jitter = 500
+# long-lived process accumulates is given back. Not much more often: a new worker spends about
+# 2 s of CPU loading Django and the apps before its first request, so at 5,000 a web serving
+# 1,000 requests a second spent a tenth of its CPU on replacements (docs/benchmarks.md).
+max_requests = 100_000
+max_requests_jitter = 10_000
 # The app loads in each worker, not in the master: the master then never imports Django, and
 # the multiprocess directory is emptied before any worker writes to it.
 preload_app = False
