@@ -2,13 +2,18 @@
 every server shares the count.
 
 Each (key, scope) pair has one counter. Its window is fixed and opens at the first request
-counted in it (INCR, and on a new counter PEXPIRE, in one Lua script: one round trip per
-request). A fixed window costs one small integer per active key, whatever the rate, where a
+counted in it (INCRBY, and on a new counter PEXPIRE, in one Lua script: one round trip). A fixed window costs one small integer per active key, whatever the rate, where a
 sliding log would keep an entry per request (100,000 a minute for a busy ingest key). Windows
 opening at each key's own first request, rather than on the clock's minute, spread the resets
 over time instead of letting every client back in at once. The price is that a client may
 send up to twice its rate across the end of one window and the start of the next, which a
 limit meant to stop a runaway client can bear.
+
+A limit of thousands a window is not worth a round trip per request: a process admits up to a
+thousandth of such a limit on its own count before it reports them all in one (LOCAL_SHARE).
+The web processes together may then admit their number of thousandths past the limit, and a
+response's X-RateLimit-Remaining counts the other processes' requests as of the last report.
+Limits under 1,000 a window (every default but ingest's) are counted request by request.
 
 Redis away must not stop the API (ingest above all): the request goes through unthrottled,
 the outage is logged once, and Redis is not asked again for a few seconds so that requests do
@@ -20,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -65,11 +71,16 @@ REDIS_TIMEOUT_SECONDS = 0.25
 # After a failure, requests go unthrottled this long before Redis is asked again.
 REDIS_RETRY_SECONDS = 5.0
 
-# KEYS[1]: the counter; ARGV[1]: the window in milliseconds. Returns the count including this
-# request and the milliseconds until the window closes. A counter found without an expiry
-# (which the script itself never leaves) gets one, so that no count can outlive its window.
+# The share of a limit that a process may admit before it reports to Redis (see above): one
+# round trip per 100 requests for ingest's default of 100,000 a minute.
+LOCAL_SHARE = 0.001
+
+# KEYS[1]: the counter; ARGV[1]: the window in milliseconds; ARGV[2]: the requests to add.
+# Returns the count including them and the milliseconds until the window closes. A counter found
+# without an expiry (which the script itself never leaves) gets one, so that no count can
+# outlive its window.
 COUNT_SCRIPT = """
-local count = redis.call('INCR', KEYS[1])
+local count = redis.call('INCRBY', KEYS[1], ARGV[2])
 local left = redis.call('PTTL', KEYS[1])
 if left < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
@@ -127,14 +138,53 @@ _away_since: dict[str, float] = {}
 _skip_until: dict[str, float] = {}
 
 
-def count_request(counter_key: str, window_seconds: int) -> tuple[int, int] | None:
+@dataclass
+class _Tally:
+    """What a process knows of one counter's window."""
+
+    count: int  # the window's count when Redis last answered
+    closes_at: float  # when the window closes, on this process's monotonic clock
+    pending: int = 0  # admitted here since, not reported yet
+
+
+_tallies: dict[str, _Tally] = {}
+_tallies_lock = threading.Lock()
+
+
+def count_request(counter_key: str, window_seconds: int, batch: int = 1) -> tuple[int, int] | None:
     """Count one request on counter_key: (count so far in the window, milliseconds until the
-    window closes), or None when Redis cannot be asked."""
+    window closes), or None when Redis cannot be asked. With batch over 1, up to batch - 1
+    requests are counted here before the next one reports them all to Redis."""
+    now = time.monotonic()
+    with _tallies_lock:
+        tally = _tallies.get(counter_key)
+        if tally is not None and now >= tally.closes_at:
+            # Requests admitted in a window that has closed do not count against the next one.
+            tally = _tallies.pop(counter_key)
+            tally.pending = 0
+        if tally is not None and tally.pending + 1 < batch:
+            tally.pending += 1
+            return tally.count + tally.pending, max(1, int((tally.closes_at - now) * 1000))
+        adding = 1 + (tally.pending if tally is not None else 0)
+        if tally is not None:
+            tally.pending = 0
+    counted = _report(counter_key, window_seconds, adding)
+    if counted is None:
+        return None
+    count, left_ms = counted
+    with _tallies_lock:
+        tally = _tallies.setdefault(counter_key, _Tally(count, 0.0))
+        # Requests admitted here while Redis was asked stay pending.
+        tally.count, tally.closes_at = count, now + left_ms / 1000
+        return count + tally.pending, left_ms
+
+
+def _report(counter_key: str, window_seconds: int, adding: int) -> tuple[int, int] | None:
     url = throttle_redis_url()
     if not url or time.monotonic() < _skip_until.get(url, 0.0):
         return None
     try:
-        count, left_ms = _counter(url)(keys=[counter_key], args=[window_seconds * 1000])
+        count, left_ms = _counter(url)(keys=[counter_key], args=[window_seconds * 1000, adding])
     except (redis.RedisError, OSError) as exc:
         _skip_until[url] = time.monotonic() + REDIS_RETRY_SECONDS
         if url not in _away_since:
@@ -165,7 +215,8 @@ class KeyRateThrottle(BaseThrottle):
         rate = rate_for(scope)
         if rate is None:
             return True
-        counted = count_request(f"{KEY_PREFIX}{scope}:{client.key_hash}", rate.seconds)
+        batch = max(1, int(rate.limit * LOCAL_SHARE))
+        counted = count_request(f"{KEY_PREFIX}{scope}:{client.key_hash}", rate.seconds, batch)
         if counted is None:
             return True
         count, left_ms = counted

@@ -85,6 +85,34 @@ def test_clients_with_the_same_key_share_one_count_kept_in_redis(settings, redis
     assert read(second).status_code == 429
 
 
+def test_a_large_limit_is_reported_to_redis_a_thousandth_at_a_time(settings, redis_client):
+    """5,000 a minute: a process admits 4 requests on its own count, and the fifth reports all
+    five in one round trip. The other processes' requests arrive with each report."""
+    settings.MAILSCORE_THROTTLE_READ = "5000/min"
+    row, key = issue("busy-poller")
+    client = APIClient(HTTP_X_API_KEY=key)
+    counter = f"{KEY_PREFIX}read:{row.key_hash}"
+    remaining, in_redis = [], []
+    for _ in range(11):
+        response = read(client)
+        assert response.status_code == 200
+        remaining.append(int(response["X-RateLimit-Remaining"]))
+        in_redis.append(int(redis_client.get(counter)))
+    assert remaining == [5000 - n for n in range(1, 12)]
+    assert in_redis == [1, 1, 1, 1, 1, 6, 6, 6, 6, 6, 11]
+    # Another process used up the window: the next report finds out, and from then on this one
+    # refuses without asking again.
+    redis_client.incrby(counter, 5000)
+    for _ in range(4):
+        assert read(client).status_code == 200  # admitted on this process's count
+    assert read(client).status_code == 429
+    assert int(redis_client.get(counter)) == 5000 + 16
+    for _ in range(4):
+        refused = read(client)
+        assert refused.status_code == 429 and refused["X-RateLimit-Remaining"] == "0"
+    assert int(redis_client.get(counter)) == 5000 + 16
+
+
 def test_each_key_and_each_scope_has_its_own_count(settings):
     settings.MAILSCORE_THROTTLE_READ = "1/min"
     _, busy = issue("busy")
