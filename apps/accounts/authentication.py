@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import threading
 import time
+from contextlib import suppress
 from dataclasses import dataclass
+from functools import partial
 
 import redis
+from django.conf import settings
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
@@ -25,19 +32,24 @@ logger = logging.getLogger(__name__)
 HEADER = "X-API-Key"
 # Keys recently seen valid are trusted for this long without a query, so that a burst of
 # ingest requests costs no extra database round trip each. Expiry is checked on every request,
-# cached or not, and a revocation (or any other change to a key) empties every process's cache
-# at once: see REVOCATIONS_KEY.
+# cached or not, and a revocation (or any other change to a key) takes the key out of every
+# process's cache at once: see CHANGES_CHANNEL.
 CACHE_SECONDS = 30
-# A counter in Redis, raised after every committed change to a key (revoke, edit, delete). Each
-# request reads it (one GET, a fraction of a millisecond, against the database query
-# the cache saves), and a cached key is trusted only while the counter is what it was when the
-# key was cached, so a revoked key is refused by every web process from the very next request.
-REVOCATIONS_KEY = "mailscore:api-keys:generation"
+# Each committed change to a key (revoke, edit, delete) is published here, and every web
+# process listens. A request first takes in what has arrived, which costs no round trip (the
+# messages are already in the socket), and the changed keys leave the cache: a revoked key is
+# refused by every web process from its next request. A process that cannot listen (Redis away,
+# the subscription lost) trusts no cached key and asks the database until it listens again,
+# having emptied its cache, as changes may have been missed meanwhile.
+CHANGES_CHANNEL = "mailscore:api-keys:changed"
+# After Redis failed to take the subscription, requests ask the database this long before it
+# is tried again, so that an outage does not cost each request a connection attempt.
+RESUBSCRIBE_SECONDS = 1.0
 # last_used_at is written at most this often per key.
 TOUCH_SECONDS = 60
 
-# key hash -> (when it was cached, the revocation counter then, the client)
-_seen: dict[str, tuple[float, bytes, ApiClient]] = {}
+# key hash -> (when it was cached, the client)
+_seen: dict[str, tuple[float, ApiClient]] = {}
 
 
 @dataclass(frozen=True)
@@ -62,20 +74,81 @@ class ApiClient:
         return self.expires_at is not None and self.expires_at <= (now or timezone.now())
 
 
-def _generation() -> bytes | None:
-    """The revocation counter, or None when Redis cannot say (then nothing is trusted from the
-    cache: a request costs a query rather than risking a revoked key)."""
-    try:
-        return redis_connection().get(REVOCATIONS_KEY) or b"0"
-    except redis.RedisError:
-        return None
+class _KeyChanges:
+    """This process's subscription to CHANGES_CHANNEL."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pubsub: redis.client.PubSub | None = None
+        self._url = ""
+        self._retry_at = 0.0
+
+    def reset(self) -> None:
+        # In a forked child: the parent's connection is not this process's to read.
+        self.__init__()
+
+    def cache_trusted(self) -> bool:
+        """Take in the changes announced since the last look (their keys leave the cache), and
+        say whether the keys left in the cache may be trusted."""
+        with self._lock:
+            if self._url != settings.REDIS_URL:
+                self._close()
+                self._url, self._retry_at = settings.REDIS_URL, 0.0
+            if self._pubsub is None and time.monotonic() < self._retry_at:
+                return False
+            try:
+                if self._pubsub is None:
+                    self._subscribe()
+                while (message := self._pubsub.get_message(timeout=0)) is not None:
+                    self._take(message)
+            except (redis.RedisError, OSError) as exc:
+                if not self._retry_at:
+                    logger.warning("API keys are looked up in the database on every request "
+                                   "until Redis answers (%s: %s).", type(exc).__name__, exc)  # fmt: skip
+                self._close()
+                self._retry_at = time.monotonic() + RESUBSCRIBE_SECONDS
+                return False
+            if self._retry_at:
+                logger.warning("API keys are cached again: Redis answers.")
+                self._retry_at = 0.0
+            return True
+
+    def _subscribe(self) -> None:
+        client = redis.Redis.from_url(self._url, socket_connect_timeout=1, socket_timeout=1,
+                                      retry=Retry(NoBackoff(), 0))  # fmt: skip
+        self._pubsub = client.pubsub()
+        self._pubsub.subscribe(CHANGES_CHANNEL)
+        # Only once Redis confirms is nothing missed; until then, changes were not heard.
+        while (message := self._pubsub.get_message(timeout=1)) is not None:
+            self._take(message)
+            if message["type"] == "subscribe":
+                return
+        raise redis.TimeoutError("no confirmation of the subscription")
+
+    def _take(self, message: dict) -> None:
+        if message["type"] == "message":
+            _seen.pop(message["data"].decode(), None)
+        else:
+            # A (re)subscription: whatever was announced before it went unheard.
+            _seen.clear()
+
+    def _close(self) -> None:
+        if self._pubsub is not None:
+            with suppress(redis.RedisError, OSError):
+                self._pubsub.close()
+        self._pubsub = None
+        _seen.clear()
 
 
-def _raise_generation() -> None:
+_key_changes = _KeyChanges()
+os.register_at_fork(after_in_child=_key_changes.reset)
+
+
+def _announce_change(key_hash: str) -> None:
     try:
-        redis_connection().incr(REVOCATIONS_KEY)
+        redis_connection().publish(CHANGES_CHANNEL, key_hash)
     except redis.RedisError:
-        # Other processes then trust their cached keys for at most CACHE_SECONDS more.
+        # Other processes then trust their cached copy of the key for at most CACHE_SECONDS more.
         logger.exception("Could not tell the other web processes that an API key changed.")
 
 
@@ -84,7 +157,7 @@ def forget(key_hash: str) -> None:
     one: call it after revoking or changing a key."""
     _seen.pop(key_hash, None)
     # After the commit: a process that read the key before then would cache it as still valid.
-    transaction.on_commit(_raise_generation)
+    transaction.on_commit(partial(_announce_change, key_hash))
 
 
 @receiver(post_save, sender=ApiKey, dispatch_uid="api-key-changed")
@@ -95,15 +168,10 @@ def _key_changed(sender, instance: ApiKey, **_) -> None:
 
 def _lookup(digest: str) -> ApiClient | None:
     now = time.monotonic()
-    generation = _generation()
+    trusted = _key_changes.cache_trusted()
     cached = _seen.get(digest)
-    if (
-        cached
-        and generation is not None
-        and cached[1] == generation
-        and now - cached[0] < CACHE_SECONDS
-    ):
-        return cached[2]
+    if cached and trusted and now - cached[0] < CACHE_SECONDS:
+        return cached[1]
     key = ApiKey.objects.filter(key_hash=digest, revoked_at__isnull=True).first()
     if key is None:
         _seen.pop(digest, None)
@@ -118,8 +186,8 @@ def _lookup(digest: str) -> ApiClient | None:
         or (timezone.now() - key.last_used_at).total_seconds() > TOUCH_SECONDS
     ):
         ApiKey.objects.filter(id=key.id).update(last_used_at=timezone.now())
-    if generation is not None:
-        _seen[digest] = (now, generation, client)
+    if trusted:
+        _seen[digest] = (now, client)
     return client
 
 

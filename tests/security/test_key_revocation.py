@@ -1,6 +1,7 @@
 """A key revoked (or deleted) in the admin is refused by every web process from the very next
 request, not after the 30 s its lookup is cached: tried against a second web process (a real
-gunicorn on loopback) that had just accepted, and cached, the key."""
+gunicorn on loopback) that had just accepted, and cached, the key. And a process that cannot
+hear changes (Redis away, its subscription dropped) trusts no cached key."""
 
 from __future__ import annotations
 
@@ -129,27 +130,48 @@ def test_a_key_deleted_in_the_admin_is_refused_by_another_process_at_once(other_
 
 
 def test_without_redis_no_key_is_trusted_from_the_cache(transactional_db, settings):
-    """Redis unreachable: the revocation counter cannot be read, so every request asks the
-    database, and a key revoked meanwhile is refused."""
+    """Redis unreachable: changes to keys cannot be heard, so every request asks the database,
+    and a key revoked meanwhile is refused."""
     key, _ = ApiKey.issue("crm-redis-down")
     assert authentication._lookup(key.key_hash) is not None
     assert key.key_hash in authentication._seen
     settings.REDIS_URL = f"redis://127.0.0.1:{_free_port()}/0"  # nothing listens there
     redis_connection.cache_clear()
     try:
-        assert authentication._generation() is None
+        assert authentication._key_changes.cache_trusted() is False
+        assert key.key_hash not in authentication._seen
         ApiKey.objects.filter(pk=key.pk).update(revoked_at="2026-01-01T00:00:00Z")
         assert authentication._lookup(key.key_hash) is None
     finally:
         redis_connection.cache_clear()
 
 
+def test_a_process_that_lost_its_subscription_empties_its_cache_and_listens_again(
+    transactional_db, redis_client
+):
+    """The server drops the listening connection (as a Redis restart would): a change announced
+    while nobody listened is not missed, as the cache is emptied before listening again."""
+    key, _ = ApiKey.issue("crm-dropped")
+    assert authentication._lookup(key.key_hash) is not None
+    assert authentication._key_changes.cache_trusted() is True
+    listeners = [c for c in redis_client.client_list() if c.get("cmd") in ("subscribe", "ping")
+                 and int(c.get("sub", 0)) > 0]  # fmt: skip
+    assert listeners, redis_client.client_list()
+    for listener in listeners:
+        redis_client.client_kill_filter(_id=listener["id"])
+    # Revoked while nobody listened: the row changes, no announcement is heard.
+    ApiKey.objects.filter(pk=key.pk).update(revoked_at="2026-01-01T00:00:00Z")
+    assert authentication._lookup(key.key_hash) is None
+    authentication._key_changes._retry_at = 0.0  # not waiting out RESUBSCRIBE_SECONDS here
+    assert authentication._key_changes.cache_trusted() is True  # listening again
+
+
 def test_what_each_request_pays_for_the_revocation_check(transactional_db):
-    """Not a timing assert: it prints the cost of the one Redis GET every API request makes."""
-    authentication._generation()
+    """Not a timing assert: it prints the cost of taking in key changes on every API request."""
+    assert authentication._key_changes.cache_trusted()
     rounds = 2000
     started = time.perf_counter()
     for _ in range(rounds):
-        assert authentication._generation() is not None
+        assert authentication._key_changes.cache_trusted()
     per_request = (time.perf_counter() - started) / rounds
     print(f"revocation check: {per_request * 1e6:.0f} µs per request")
