@@ -89,29 +89,37 @@ class _KeyChanges:
 
     def cache_trusted(self) -> bool:
         """Take in the changes announced since the last look (their keys leave the cache), and
-        say whether the keys left in the cache may be trusted."""
-        with self._lock:
-            if self._url != settings.REDIS_URL:
-                self._close()
-                self._url, self._retry_at = settings.REDIS_URL, 0.0
-            if self._pubsub is None and time.monotonic() < self._retry_at:
-                return False
-            try:
-                if self._pubsub is None:
-                    self._subscribe()
-                while (message := self._pubsub.get_message(timeout=0)) is not None:
-                    self._take(message)
-            except (redis.RedisError, OSError) as exc:
-                if not self._retry_at:
-                    logger.warning("API keys are looked up in the database on every request "
-                                   "until Redis answers (%s: %s).", type(exc).__name__, exc)  # fmt: skip
-                self._close()
-                self._retry_at = time.monotonic() + RESUBSCRIBE_SECONDS
-                return False
-            if self._retry_at:
-                logger.warning("API keys are cached again: Redis answers.")
-                self._retry_at = 0.0
-            return True
+        say whether the keys left in the cache may be trusted. While another request of this
+        process is (re)subscribing, the answer is no rather than a wait."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            return self._take_in()
+        finally:
+            self._lock.release()
+
+    def _take_in(self) -> bool:
+        if self._url != settings.REDIS_URL:
+            self._close()
+            self._url, self._retry_at = settings.REDIS_URL, 0.0
+        if self._pubsub is None and time.monotonic() < self._retry_at:
+            return False
+        try:
+            if self._pubsub is None:
+                self._subscribe()
+            while (message := self._pubsub.get_message(timeout=0)) is not None:
+                self._take(message)
+        except (redis.RedisError, OSError) as exc:
+            if not self._retry_at:
+                logger.warning("API keys are looked up in the database on every request "
+                               "until Redis answers (%s: %s).", type(exc).__name__, exc)  # fmt: skip
+            self._close()
+            self._retry_at = time.monotonic() + RESUBSCRIBE_SECONDS
+            return False
+        if self._retry_at:
+            logger.warning("API keys are cached again: Redis answers.")
+            self._retry_at = 0.0
+        return True
 
     def _subscribe(self) -> None:
         client = redis.Redis.from_url(self._url, socket_connect_timeout=1, socket_timeout=1,
