@@ -163,10 +163,9 @@ class Triager:
             None if config.category_examples_path else packaged_vectors_path(self.encoder),
         )
         self.generator = None
-        # What the category and level heads were last fitted on (_learned_from).
-        self._fitted_on: tuple | None = None
-        # The heads' temperatures and the labelled examples and taxonomy they were fitted on.
-        self._temperatures: tuple[tuple, float, float | None] | None = None
+        # What the category and level heads were last fitted on, and their temperatures.
+        self._fitted_on: _FittedOn | None = None
+        self._temperatures: _Temperatures | None = None
         if config.generator_path:
             from apps.triage.engine.generator import load_generator
 
@@ -187,27 +186,26 @@ class Triager:
         among thousands, and the temperature's three cross-validation fits are two thirds of a
         head's refit. The encoder and spam head stay as they are."""
         fitted = self._fitted_on
-        head_key, level_key = keys = _learned_from(self.category_examples, setup)
-        labelled = head_key[:2]  # the examples and the taxonomy, without the corrections
+        now = _FittedOn.of(self.category_examples, setup)
         last = self._temperatures
-        kept = last if last is not None and last[0] == labelled else None
-        if fitted is not None and fitted[0] == head_key:
+        kept = last if last is not None and last.labelled == now.labelled else None
+        if fitted is not None and fitted.category_head == now.category_head:
             head = self.classifier.head
         else:
             head = CategoryHead(setup.taxonomy, self.encoder, setup.learned,
-                                self.category_examples, temperature=kept and kept[1])  # fmt: skip
+                                self.category_examples, temperature=kept and kept.category)  # fmt: skip
         classifier = Classifier(setup.taxonomy, self.spam_head, self.encoder,
                                 learned=setup.learned, senders=setup.senders,
                                 examples=self.category_examples, head=head)  # fmt: skip
-        if fitted is None or fitted[1] != level_key:
+        if fitted is None or fitted.level_head != now.level_head:
             level_head = self._level_head(classifier, setup.taxonomy, setup.learned,
-                                          temperature=kept and kept[2])  # fmt: skip
+                                          temperature=kept and kept.level)  # fmt: skip
         else:
             level_head = self.level_head
         # Only once both heads are fitted: a setup that fails to fit leaves the last one whole.
-        self._fitted_on = keys
-        self._temperatures = (labelled, head.temperature,
-                              level_head.temperature if level_head else None)  # fmt: skip
+        self._fitted_on = now
+        self._temperatures = _Temperatures(now.labelled, head.temperature,
+                                           level_head.temperature if level_head else None)  # fmt: skip
         self.level_head = level_head
         self.setup = setup
         self.taxonomy = setup.taxonomy
@@ -432,15 +430,42 @@ class Triager:
         return results
 
 
-def _learned_from(examples, setup: TriageSetup) -> tuple[tuple, tuple]:
-    """What the category head and the level head are fitted on, as keys: where a key is the
-    same, so is the head fitted on it."""
-    learned = setup.learned
-    head = (examples.digest, setup.taxonomy.digest,
-            tuple((c.text, c.category, c.weight) for c in learned.category_corrections))  # fmt: skip
-    levels = tuple((c.text, c.priority, c.seen_as, c.rules_level, c.rules_score)
-                   for c in learned.level_corrections)  # fmt: skip
-    return head, (head, levels)
+@dataclass(frozen=True)
+class _FittedOn:
+    """What the category head and the level head are fitted on: where it is the same, so is
+    the head fitted on it."""
+
+    labelled: tuple  # the labelled examples and the taxonomy
+    category_corrections: tuple
+    level_corrections: tuple
+
+    @classmethod
+    def of(cls, examples, setup: TriageSetup) -> _FittedOn:
+        learned = setup.learned
+        return cls(
+            (examples.digest, setup.taxonomy.digest),
+            tuple((c.text, c.category, c.weight) for c in learned.category_corrections),
+            tuple((c.text, c.priority, c.seen_as, c.rules_level, c.rules_score)
+                  for c in learned.level_corrections),
+        )  # fmt: skip
+
+    @property
+    def category_head(self) -> tuple:
+        return self.labelled, self.category_corrections
+
+    @property
+    def level_head(self) -> tuple:
+        # The level head reads the category head's features, so it follows that head too.
+        return self.category_head, self.level_corrections
+
+
+@dataclass(frozen=True)
+class _Temperatures:
+    """The heads' temperatures, and the labelled examples and taxonomy they were fitted on."""
+
+    labelled: tuple
+    category: float
+    level: float | None
 
 
 def _first_sentence(summary: str) -> str:
