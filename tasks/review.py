@@ -7,7 +7,6 @@ import logging
 
 from django.dispatch import receiver
 
-from apps.review.retraining import RetrainError, retrain
 from apps.triage.signals import retrain_requested
 from tasks.base import mailscore_task
 from tasks.queues import CeleryQueue
@@ -19,6 +18,10 @@ logger = logging.getLogger(__name__)
                 soft_time_limit=3300, max_retries=2)  # fmt: skip
 def retrain_from_feedback(*, requested_by: str = "nightly", only_if_new: bool = True) -> dict:
     """Learn from the feedback so far; the new version is activated only if it is no worse."""
+    # Here, not at the top: the web imports this module for queue_retrain, and retraining
+    # brings scikit-learn and the models' code, which a web worker would load for nothing.
+    from apps.review.retraining import RetrainError, retrain
+
     try:
         result = retrain(created_by=requested_by, progress=logger.info, only_if_new=only_if_new)
     except RetrainError as exc:

@@ -12,7 +12,7 @@ from django.utils import timezone
 from apps.inbox.ingest import rerun
 from apps.inbox.models import PRIORITY_LEVELS, REVIEWABLE, Message, MessageStatus
 from apps.review.models import Feedback, FeedbackSource, ReplyExample
-from apps.triage.services import category_names
+from apps.triage.models import category_names
 from apps.webhooks.signals import message_reviewed
 
 # Feedback keeps the text it was about, for retraining, up to this many characters.

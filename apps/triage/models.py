@@ -173,3 +173,14 @@ class ConfigRevision(models.Model):
     def current(cls) -> str:
         token = cls.objects.filter(pk=1).values_list("token", flat=True).first()
         return str(token) if token else ""
+
+
+def category_names() -> list[str]:
+    """The categories a reviewer or an integration may choose from: the admin's, or the
+    taxonomy file's before any were saved there."""
+    from django.conf import settings
+
+    from apps.triage.engine.taxonomy import Taxonomy
+
+    names = list(CategoryConfig.objects.values_list("name", flat=True))
+    return names or Taxonomy.load(settings.MAILSCORE_TRIAGE.get("taxonomy_path") or None).names

@@ -143,14 +143,6 @@ def learned_from(model, triager: Triager) -> Learned:
     return learned
 
 
-def category_names() -> list[str]:
-    """The categories a reviewer or an integration may choose from."""
-    from apps.triage.models import CategoryConfig
-
-    names = list(CategoryConfig.objects.values_list("name", flat=True))
-    return names or Taxonomy.load(settings.MAILSCORE_TRIAGE.get("taxonomy_path") or None).names
-
-
 def load_before_fork() -> Triager:
     """Load the models in a process that will then fork its workers, which share them.
 
