@@ -82,6 +82,9 @@ class _KeyChanges:
         self._pubsub: redis.client.PubSub | None = None
         self._url = ""
         self._retry_at = 0.0
+        # Raised by every change taken in (and every lost subscription): a look-up that saw it
+        # move does not cache what it read, which may predate the change.
+        self.heard = 0
 
     def reset(self) -> None:
         # In a forked child: the parent's connection is not this process's to read.
@@ -134,6 +137,7 @@ class _KeyChanges:
         raise redis.TimeoutError("no confirmation of the subscription")
 
     def _take(self, message: dict) -> None:
+        self.heard += 1
         if message["type"] == "message":
             _seen.pop(message["data"].decode(), None)
         else:
@@ -145,6 +149,7 @@ class _KeyChanges:
             with suppress(redis.RedisError, OSError):
                 self._pubsub.close()
         self._pubsub = None
+        self.heard += 1
         _seen.clear()
 
 
@@ -177,6 +182,7 @@ def _key_changed(sender, instance: ApiKey, **_) -> None:
 def _lookup(digest: str) -> ApiClient | None:
     now = time.monotonic()
     trusted = _key_changes.cache_trusted()
+    heard = _key_changes.heard
     cached = _seen.get(digest)
     if cached and trusted and now - cached[0] < CACHE_SECONDS:
         return cached[1]
@@ -194,7 +200,9 @@ def _lookup(digest: str) -> ApiClient | None:
         or (timezone.now() - key.last_used_at).total_seconds() > TOUCH_SECONDS
     ):
         ApiKey.objects.filter(id=key.id).update(last_used_at=timezone.now())
-    if trusted:
+    # Not when a change was taken in meanwhile (by another request of this process, while this
+    # one waited for the database): it may be this key's, made after the row was read.
+    if trusted and _key_changes.heard == heard:
         _seen[digest] = (now, client)
     return client
 

@@ -2,8 +2,9 @@
 every server shares the count.
 
 Each (key, scope) pair has one counter. Its window is fixed and opens at the first request
-counted in it (INCRBY, and on a new counter PEXPIRE, in one Lua script: one round trip). A fixed window costs one small integer per active key, whatever the rate, where a
-sliding log would keep an entry per request (100,000 a minute for a busy ingest key). Windows
+counted in it (INCRBY, and on a new counter PEXPIRE, in one Lua script: one round trip). A
+fixed window costs one small integer per active key, whatever the rate, where a sliding log
+would keep an entry per request (100,000 a minute for a busy ingest key). Windows
 opening at each key's own first request, rather than on the clock's minute, spread the resets
 over time instead of letting every client back in at once. The price is that a client may
 send up to twice its rate across the end of one window and the start of the next, which a

@@ -166,6 +166,31 @@ def test_a_process_that_lost_its_subscription_empties_its_cache_and_listens_agai
     assert authentication._key_changes.cache_trusted() is True  # listening again
 
 
+def test_a_key_revoked_while_it_is_looked_up_is_not_cached(transactional_db):
+    """Another request of the same process takes in the revocation while this one waits for
+    the database, which it had asked before the revocation was committed: what it read is not
+    cached. The requests are interleaved at the query, with real PostgreSQL and Redis."""
+    key, _ = ApiKey.issue("crm-revoked-meanwhile")
+    assert authentication._key_changes.cache_trusted()
+
+    def revoked_meanwhile(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)  # the row as it was: not revoked
+        if "accounts_apikey" in sql and sql.lstrip().upper().startswith("SELECT"):
+            key.revoked_at = key.created_at
+            key.save(update_fields=["revoked_at"])  # committed, then announced
+            heard, deadline = authentication._key_changes.heard, time.monotonic() + 5
+            while authentication._key_changes.heard == heard and time.monotonic() < deadline:
+                authentication._key_changes.cache_trusted()  # another request taking it in
+                time.sleep(0.01)
+            assert authentication._key_changes.heard > heard, "the revocation was not heard"
+        return result
+
+    with connection.execute_wrapper(revoked_meanwhile):
+        assert authentication._lookup(key.key_hash) is not None  # it read the row before
+    assert key.key_hash not in authentication._seen
+    assert authentication._lookup(key.key_hash) is None
+
+
 def test_what_each_request_pays_for_the_revocation_check(transactional_db):
     """Not a timing assert: it prints the cost of taking in key changes on every API request."""
     assert authentication._key_changes.cache_trusted()
