@@ -45,6 +45,10 @@ CHANGES_CHANNEL = "mailscore:api-keys:changed"
 # After Redis failed to take the subscription, requests ask the database this long before it
 # is tried again, so that an outage does not cost each request a connection attempt.
 RESUBSCRIBE_SECONDS = 1.0
+# A connection can go silent without a reset (a Redis pod that moved, a route dropped): a
+# subscription that has heard nothing for this long sends a PING, and one that has not had the
+# answer within as long again is taken for lost.
+LIVENESS_SECONDS = 5.0
 # last_used_at is written at most this often per key.
 TOUCH_SECONDS = 60
 
@@ -85,6 +89,8 @@ class _KeyChanges:
         # Raised by every change taken in (and every lost subscription): a look-up that saw it
         # move does not cache what it read, which may predate the change.
         self.heard = 0
+        self._last_heard = 0.0  # when the subscription last received anything
+        self._pinged_at = 0.0  # when it asked Redis for a PING not answered yet
 
     def reset(self) -> None:
         # In a forked child: the parent's connection is not this process's to read.
@@ -112,6 +118,7 @@ class _KeyChanges:
                 self._subscribe()
             while (message := self._pubsub.get_message(timeout=0)) is not None:
                 self._take(message)
+            self._check_alive()
         except (redis.RedisError, OSError) as exc:
             if not self._retry_at:
                 logger.warning("API keys are looked up in the database on every request "
@@ -136,7 +143,20 @@ class _KeyChanges:
                 return
         raise redis.TimeoutError("no confirmation of the subscription")
 
+    def _check_alive(self) -> None:
+        now = time.monotonic()
+        if now - self._last_heard < LIVENESS_SECONDS:
+            return
+        if not self._pinged_at:
+            self._pubsub.ping()
+            self._pinged_at = now
+        elif now - self._pinged_at > LIVENESS_SECONDS:
+            raise redis.TimeoutError(f"no answer to a PING in {LIVENESS_SECONDS:g} s")
+
     def _take(self, message: dict) -> None:
+        self._last_heard, self._pinged_at = time.monotonic(), 0.0
+        if message["type"] == "pong":
+            return
         self.heard += 1
         if message["type"] == "message":
             _seen.pop(message["data"].decode(), None)

@@ -166,6 +166,33 @@ def test_a_process_that_lost_its_subscription_empties_its_cache_and_listens_agai
     assert authentication._key_changes.cache_trusted() is True  # listening again
 
 
+def test_a_subscription_gone_silent_is_found_out_by_a_ping(
+    transactional_db, redis_client, monkeypatch
+):
+    """Redis stops answering without closing the connection (CLIENT PAUSE on the real server):
+    the subscription's PING goes unanswered, and the process stops trusting its cache."""
+    monkeypatch.setattr(authentication, "LIVENESS_SECONDS", 0.2)
+    key, _ = ApiKey.issue("crm-silent")
+    assert authentication._lookup(key.key_hash) is not None
+    assert authentication._key_changes.cache_trusted() is True
+    redis_client.execute_command("CLIENT", "PAUSE", 4000, "ALL")
+    try:
+        deadline = time.monotonic() + 3
+        while authentication._key_changes.cache_trusted() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert authentication._key_changes.cache_trusted() is False
+        assert key.key_hash not in authentication._seen
+    finally:
+        redis_client.execute_command("CLIENT", "UNPAUSE")
+    authentication._key_changes._retry_at = 0.0  # not waiting out RESUBSCRIBE_SECONDS here
+    assert authentication._key_changes.cache_trusted() is True  # listening again
+    # Quiet but alive: the PING is answered, and the cache stays trusted.
+    time.sleep(0.3)
+    for _ in range(5):
+        assert authentication._key_changes.cache_trusted() is True
+        time.sleep(0.1)
+
+
 def test_a_key_revoked_while_it_is_looked_up_is_not_cached(transactional_db):
     """Another request of the same process takes in the revocation while this one waits for
     the database, which it had asked before the revocation was committed: what it read is not
