@@ -186,10 +186,12 @@ def test_a_subscription_gone_silent_is_found_out_by_a_ping(
         redis_client.execute_command("CLIENT", "UNPAUSE")
     authentication._key_changes._retry_at = 0.0  # not waiting out RESUBSCRIBE_SECONDS here
     assert authentication._key_changes.cache_trusted() is True  # listening again
-    # Quiet but alive: the PING is answered, and the cache stays trusted.
+    # Quiet but alive: the PING is answered, and the cache stays trusted and whole.
+    assert authentication._lookup(key.key_hash) is not None
     time.sleep(0.3)
     for _ in range(5):
         assert authentication._key_changes.cache_trusted() is True
+        assert key.key_hash in authentication._seen
         time.sleep(0.1)
 
 
