@@ -160,9 +160,10 @@ def count_request(counter_key: str, window_seconds: int, batch: int = 1) -> tupl
     with _tallies_lock:
         tally = _tallies.get(counter_key)
         if tally is not None and now >= tally.closes_at:
-            # Requests admitted in a window that has closed do not count against the next one.
-            tally = _tallies.pop(counter_key)
-            tally.pending = 0
+            # The window has closed: its count, and the requests admitted in it and not yet
+            # reported, say nothing of the next one, which this request opens in Redis.
+            del _tallies[counter_key]
+            tally = None
         if tally is not None and tally.pending + 1 < batch:
             tally.pending += 1
             return tally.count + tally.pending, max(1, int((tally.closes_at - now) * 1000))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 
 import pytest
 from django.conf import settings as django_settings
@@ -111,6 +112,21 @@ def test_a_large_limit_is_reported_to_redis_a_thousandth_at_a_time(settings, red
         refused = read(client)
         assert refused.status_code == 429 and refused["X-RateLimit-Remaining"] == "0"
     assert int(redis_client.get(counter)) == 5000 + 16
+
+
+def test_the_first_request_after_a_window_closes_is_reported_at_once(settings, redis_client):
+    settings.MAILSCORE_THROTTLE_READ = "5000/s"
+    row, key = issue("next-window")
+    client = APIClient(HTTP_X_API_KEY=key)
+    counter = f"{KEY_PREFIX}read:{row.key_hash}"
+    for _ in range(3):  # one reported, two counted here
+        assert read(client).status_code == 200
+    assert redis_client.get(counter) == b"1"
+    time.sleep(1.2)  # the one-second window closes in Redis and here
+    response = read(client)
+    assert response.status_code == 200
+    assert redis_client.get(counter) == b"1"  # a new window, opened by this request's report
+    assert response["X-RateLimit-Remaining"] == "4999"
 
 
 def test_each_key_and_each_scope_has_its_own_count(settings):
