@@ -26,6 +26,9 @@ worker_connections = int(os.environ.get("MAILSCORE_WEB_WORKER_CONNECTIONS", "100
 # own): many connections may be open, but only this many use PostgreSQL at a time, so the web
 # cannot exhaust its max_connections. A request's body is read before it takes a place.
 app_concurrency = int(os.environ.get("MAILSCORE_WEB_APP_CONCURRENCY", "8"))
+# Stores of messages that arrive while another's is in flight go to PostgreSQL together, in one
+# round trip and one commit (apps/inbox/group_commit.py); "off" sends each alone.
+group_commit = os.environ.get("MAILSCORE_WEB_GROUP_COMMIT", "on").strip().lower() != "off"
 # Bodies up to this size are read whole before the request takes its place; a larger one is
 # streamed to Django, which refuses it by its own limits (DATA_UPLOAD_MAX_MEMORY_SIZE and the
 # ingest size limit).
@@ -124,6 +127,10 @@ def post_worker_init(worker) -> None:
     from django.db import connections
     from django.http import HttpResponse
     from gevent.lock import BoundedSemaphore
+
+    from apps.inbox.ingest import store_in_groups
+
+    store_in_groups(group_commit)
 
     places = BoundedSemaphore(app_concurrency)
     # Django's connection objects (one per database alias), not in use, with their connection

@@ -51,6 +51,12 @@ MESSAGES_INGESTED = Counter(
     "Inputs offered to ingest, by source and outcome (accepted, duplicate, refused).",
     ["source", "outcome"],
 )
+INGEST_STORE_GROUP = Histogram(
+    "mailscore_ingest_store_group_size",
+    "Messages stored in one round trip and one commit: grouped by the web's group commit, or alone.",
+    ["mode"],
+    buckets=(1, 2, 4, 8, 16),
+)
 MESSAGES_FINISHED = Counter(
     "mailscore_messages_finished_total",
     "Messages that left the chain, by category, priority and final status.",
@@ -101,6 +107,10 @@ WEBHOOK_DELIVERIES = Counter(
 
 def count_ingested(source: str, outcome: str) -> None:
     MESSAGES_INGESTED.labels(source=source or "unknown", outcome=outcome).inc()
+
+
+def observe_store_group(mode: str, size: int) -> None:
+    INGEST_STORE_GROUP.labels(mode=mode).observe(size)
 
 
 def count_finished(category: str | None, priority: str | None, status: str) -> None:

@@ -8,6 +8,7 @@ import re
 # family -> its labels. Histograms also have le on their _bucket series.
 MAILSCORE_FAMILIES: dict[str, set[str]] = {
     "mailscore_messages_ingested_total": {"source", "outcome"},
+    "mailscore_ingest_store_group_size": {"mode"},
     "mailscore_messages_finished_total": {"category", "priority", "status"},
     "mailscore_step_duration_seconds": {"step"},
     "mailscore_step_failures_total": {"step"},
@@ -22,6 +23,7 @@ MAILSCORE_FAMILIES: dict[str, set[str]] = {
     "mailscore_webhook_deliveries_total": {"event", "outcome"},
 }
 HISTOGRAMS = {
+    "mailscore_ingest_store_group_size",
     "mailscore_step_duration_seconds",
     "mailscore_inference_seconds",
     "mailscore_inference_batch_size",
