@@ -111,7 +111,6 @@ class Message(models.Model):
     thread_key = models.CharField(
         max_length=64,
         blank=True,
-        db_index=True,
         help_text="Shared by the messages of one conversation (References, In-Reply-To, else "
         "the subject and correspondent).",
     )
@@ -126,16 +125,32 @@ class Message(models.Model):
     # Django still sets these to NULL when a user is deleted.
     reviewed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-        related_name="+", db_constraint=False,
+        related_name="+", db_constraint=False, db_index=False,
     )  # fmt: skip
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-        related_name="assigned_messages", db_constraint=False,
+        related_name="assigned_messages", db_constraint=False, db_index=False,
     )  # fmt: skip
 
     class Meta:
         db_table = "inbox_message"
         ordering = ["-received_at", "-id"]
+        # Every ingest writes each index, so each is only what its readers need: equality on the
+        # thread (no LIKE index beside it), and the users' columns only where a user is set,
+        # which is all that "assigned to", "reviewed by" and a user's deletion look up.
+        indexes = [
+            models.Index(fields=["thread_key"], name="inbox_message_thread_idx"),
+            models.Index(
+                fields=["assignee"],
+                name="inbox_message_assignee_idx",
+                condition=models.Q(assignee__isnull=False),
+            ),
+            models.Index(
+                fields=["reviewed_by"],
+                name="inbox_message_reviewer_idx",
+                condition=models.Q(reviewed_by__isnull=False),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.subject or '(no subject)'} <{self.from_address}>"
