@@ -118,6 +118,18 @@ def configured_workers() -> int:
     return runpy.run_path(str(ROOT / "mailscore" / "gunicorn.conf.py"))["workers"]
 
 
+def committed_transactions() -> int:
+    """Transactions PostgreSQL has committed in this database (its own statistics)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        )
+        return cursor.fetchone()[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=300.0, help="requests per second")
@@ -142,6 +154,7 @@ def main() -> None:
         generator = psutil.Process().cpu_times
         before = {role: cpu_seconds(found) for role, found in roles.items() if role != "generator"}
         generator_before = sum(generator()[:2])
+        transactions_before = committed_transactions()
         latencies, statuses, first_ids, resends, elapsed, distinct = asyncio.run(
             load(system.url, system.api_key, raws, options.rate, options.duplicates)
         )
@@ -149,6 +162,8 @@ def main() -> None:
         cpu["generator"] = sum(generator()[:2]) - generator_before
     finally:
         system.stop()
+    # Read once the web has stopped: its backends have written out their statistics.
+    transactions = committed_transactions() - transactions_before
 
     from apps.inbox.models import Message, MessageStatus
     from tasks.queues import CeleryQueue
@@ -176,6 +191,8 @@ def main() -> None:
           f"max {max(latencies) * 1000:.1f}")  # fmt: skip
     print("CPU ms per request: " + "  ".join(
         f"{role} {seconds * 1000 / sent:.2f}" for role, seconds in cpu.items()))  # fmt: skip
+    print(f"PostgreSQL transactions per request: {transactions / sent:.2f} (the group commit "
+          f"stores the messages that arrive together in one)")  # fmt: skip
     distinct_rows = len({mid for mid, _ in rows})
     print(f"exactly once: {distinct} distinct messages sent, {statuses.get(202, 0)} accepted "
           f"(202), {len(rows)} rows stored, {distinct_rows} distinct: "
