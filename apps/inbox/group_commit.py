@@ -39,6 +39,10 @@ class _Waiting:
     outcome: Any = None
     error: BaseException | None = None
 
+    @property
+    def answered(self) -> bool:
+        return self.outcome is not None or self.error is not None
+
 
 class GroupCommit:
     """Runs jobs through run_group (a list of jobs, one transaction, a list of outcomes in the same
@@ -64,9 +68,8 @@ class GroupCommit:
         with self._lock:
             if self._closing:
                 raise RuntimeError("The group commit is closed.")
-            if self._sender is None or not self._sender.is_alive():
-                self._sender = threading.Thread(target=self._send, name="group-commit", daemon=True)
-                self._sender.start()
+            if self._sender is None:
+                self._start_sender()
             self._waiting.append(waiting)
             self._arrived.notify()
         waiting.done.wait()
@@ -79,9 +82,17 @@ class GroupCommit:
         with self._lock:
             self._closing = True
             self._arrived.notify()
-            sender = self._sender
-        if sender is not None:
+        while True:
+            with self._lock:
+                sender = self._sender
+            if sender is None:
+                return
             sender.join()
+
+    def _start_sender(self) -> None:
+        # Called with the lock held.
+        self._sender = threading.Thread(target=self._send, name="group-commit", daemon=True)
+        self._sender.start()
 
     def _send(self) -> None:
         try:
@@ -93,13 +104,36 @@ class GroupCommit:
                         return
                     group = self._waiting[: self._max_group]
                     del self._waiting[: self._max_group]
-                self._send_group(group)
+                try:
+                    self._send_group(group)
+                except Exception:
+                    # Its requests have the error; the sender goes on with the next group.
+                    logger.exception("A group of %d stores failed", len(group))
+                    connection.close()
         finally:
             connection.close()
+            with self._lock:
+                # Stopped from outside: stores that arrived meanwhile get a sender of their own.
+                self._sender = None
+                if self._waiting:
+                    self._start_sender()
 
     def _send_group(self, group: list[_Waiting]) -> None:
-        _close_if_server_left()
         try:
+            self._store(group)
+        except BaseException as exc:
+            # Whatever stopped the sender (a bug, the greenlet killed), no request waits forever.
+            for waiting in group:
+                if not waiting.answered:
+                    waiting.error = exc
+            raise
+        finally:
+            for waiting in group:
+                waiting.done.set()
+
+    def _store(self, group: list[_Waiting]) -> None:
+        try:
+            _close_if_server_left()
             outcomes = self._run_group([waiting.job for waiting in group])
         except (OperationalError, InterfaceError) as exc:
             # The connection (or the server) failed: each store alone would have met it too.
@@ -121,8 +155,6 @@ class GroupCommit:
         else:
             for waiting, outcome in zip(group, outcomes, strict=True):
                 waiting.outcome = outcome
-        for waiting in group:
-            waiting.done.set()
 
     def _send_alone(self, waiting: _Waiting) -> None:
         try:

@@ -16,6 +16,7 @@ from django.db import IntegrityError, connection, transaction
 from prometheus_client import REGISTRY
 
 from apps.inbox import ingest
+from apps.inbox.group_commit import GroupCommit
 from apps.inbox.ingest import ingest_raw
 from apps.inbox.models import Message, MessageStatus
 from tests.pipeline.conftest import raw_message
@@ -54,7 +55,7 @@ def in_thread(work: Callable[[], object], outcomes: dict, name: str) -> threadin
     def run() -> None:
         try:
             outcomes[name] = work()
-        except Exception as exc:  # noqa: BLE001 - the test reads what each caller got
+        except BaseException as exc:  # noqa: BLE001 - the test reads what each caller got
             outcomes[name] = exc
         finally:
             connection.close()
@@ -208,3 +209,31 @@ def test_the_sender_reconnects_after_its_backend_is_killed(groups, other_connect
     after = ingest_raw(raw_message("after", message_id="<after@group.test>"), source="api")
     assert after.created
     assert Message.objects.count() == 2
+
+
+class _Stop(BaseException):
+    """Stands for what ends a thread or greenlet from outside (GreenletExit, SystemExit)."""
+
+
+# The stopped sender's thread ends with the exception, as a killed greenlet does.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_group_that_fails_outside_the_database_still_answers_and_the_sender_goes_on():
+    def run_group(jobs):
+        if "bug" in jobs:
+            raise ValueError("a bug in the store")
+        if "stop" in jobs:
+            raise _Stop("the sender is stopped")
+        return [f"stored {job}" for job in jobs]
+
+    groups = GroupCommit(run_group, lambda job: run_group([job])[0])
+    outcomes: dict[str, object] = {}
+    for name in ("bug", "after bug", "stop", "after stop"):
+        in_thread(lambda name=name: groups.run(name), outcomes, name).join(timeout=10)
+        assert name in outcomes, f"the store of {name!r} was never answered"
+    groups.close()
+
+    assert isinstance(outcomes["bug"], ValueError)
+    assert outcomes["after bug"] == "stored after bug"
+    # The stopped sender answered its group first; the next store starts a new one.
+    assert isinstance(outcomes["stop"], _Stop)
+    assert outcomes["after stop"] == "stored after stop"
