@@ -6,28 +6,21 @@ the JSON error shape, or is stored as sent; none is a 500."""
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from apps.accounts.models import ApiKey
 from apps.inbox.models import Message
+from tests.web_process import gunicorn_on_test_database
 
 # The server commits what it stores; a test's own transaction sees it (read committed), and the
 # module's fixtures delete it at the end, so no test needs the slow flush of a transactional one.
 pytestmark = pytest.mark.django_db
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN_DIR = Path(sys.executable).parent
 FIELDS = {"from": "Dana <dana@example.com>", "to": ["support@example.com"],
           "subject": "Login fails", "text": "I cannot log in since Monday."}  # fmt: skip
 DEEP = 1000
@@ -45,51 +38,14 @@ def deep_json(depth: int) -> bytes:
     return b"[" * depth + b'"a@example.com"' + b"]" * depth
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def web(django_db_setup, django_db_blocker, tmp_path_factory):
     """gunicorn as the Procfile starts it, on the test database, one worker."""
-    with django_db_blocker.unblock():
-        database = connection.settings_dict["NAME"]
-    url = urllib.parse.urlsplit(os.environ["DATABASE_URL"])
-    port = _free_port()
-    metrics_dir = tmp_path_factory.mktemp("prometheus")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "mailscore.settings.test",
-        "DATABASE_URL": urllib.parse.urlunsplit(url._replace(path=f"/{database}")),
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-    }
-    server = subprocess.Popen(
-        [str(BIN_DIR / "gunicorn"), "mailscore.wsgi:application", "-c", "mailscore/gunicorn.conf.py",
-         "--bind", f"127.0.0.1:{port}", "--workers", "1", "--timeout", "60",
-         "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.stdout.read()
-            try:
-                with urllib.request.urlopen(f"{base}/health/live", timeout=2):  # noqa: S310 (loopback)
-                    break
-            except (OSError, urllib.error.HTTPError):
-                assert time.monotonic() < deadline, "gunicorn did not answer within 60 s"
-                time.sleep(0.2)
-        yield base, port
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    with (
+        django_db_blocker.unblock(),
+        gunicorn_on_test_database(tmp_path_factory.mktemp("prometheus")) as server,
+    ):
+        yield server.base, server.port
 
 
 @pytest.fixture(scope="module")
