@@ -28,7 +28,9 @@ worker_connections = int(os.environ.get("MAILSCORE_WEB_WORKER_CONNECTIONS", "100
 app_concurrency = int(os.environ.get("MAILSCORE_WEB_APP_CONCURRENCY", "8"))
 # Stores of messages that arrive while another's is in flight go to PostgreSQL together, in one
 # round trip and one commit (apps/inbox/group_commit.py); "off" sends each alone.
-group_commit = os.environ.get("MAILSCORE_WEB_GROUP_COMMIT", "on").strip().lower() != "off"
+group_commit = os.environ.get("MAILSCORE_WEB_GROUP_COMMIT", "on").strip().lower() not in {
+    "off", "false", "no", "0",
+}  # fmt: skip
 # Bodies up to this size are read whole before the request takes its place; a larger one is
 # streamed to Django, which refuses it by its own limits (DATA_UPLOAD_MAX_MEMORY_SIZE and the
 # ingest size limit).
