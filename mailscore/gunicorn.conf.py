@@ -7,7 +7,6 @@ and a worker that exits has its live gauges removed. Command-line options overri
 
 import io
 import os
-import select
 
 from prometheus_client import multiprocess
 
@@ -130,6 +129,7 @@ def post_worker_init(worker) -> None:
     from django.http import HttpResponse
     from gevent.lock import BoundedSemaphore
 
+    from apps.core.connections import close_if_server_left
     from apps.inbox.ingest import store_in_groups
 
     store_in_groups(group_commit)
@@ -143,17 +143,11 @@ def post_worker_init(worker) -> None:
     def take() -> None:
         # Django keeps a connection object per greenlet; hand this one the idle set.
         for alias, wrapper in (idle.pop() if idle else {}).items():
-            if wrapper.connection is not None:
-                # An idle connection has nothing to read: anything there is the server saying
-                # goodbye (a restart, a shutdown, a terminated backend) or the socket's end.
-                # Looking costs no round trip, where Django's CONN_HEALTH_CHECKS sends a query
-                # before each request's first; a connection that breaks later is closed at the
-                # end of its request, as Django does (errors_occurred).
-                link = wrapper.connection
-                if link.closed or select.select([link.fileno()], [], [], 0)[0]:
-                    wrapper.close()
-                else:
-                    wrapper.health_check_enabled = False
+            # The look at the idle socket replaces Django's CONN_HEALTH_CHECKS query before each
+            # request's first; a connection that breaks later is closed at the end of its
+            # request, as Django does (errors_occurred).
+            if wrapper.connection is not None and not close_if_server_left(wrapper):
+                wrapper.health_check_enabled = False
             connections[alias] = wrapper
 
     def give_back() -> None:

@@ -17,13 +17,14 @@ for the connection gives every store in it that error, as each would have got al
 from __future__ import annotations
 
 import logging
-import select
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
+
+from apps.core.connections import close_if_server_left
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +134,8 @@ class GroupCommit:
 
     def _store(self, group: list[_Waiting]) -> None:
         try:
-            _close_if_server_left()
+            # The next group opens a new connection rather than failing on a dead one.
+            close_if_server_left(connection)
             outcomes = self._run_group([waiting.job for waiting in group])
         except (OperationalError, InterfaceError) as exc:
             # The connection (or the server) failed: each store alone would have met it too.
@@ -162,14 +164,6 @@ class GroupCommit:
         except Exception as exc:  # noqa: BLE001 - handed to the request, which reports it
             _close_if_unusable()
             waiting.error = exc
-
-
-def _close_if_server_left() -> None:
-    """An idle connection has nothing to read: anything there is the server's goodbye (a restart,
-    a terminated backend), and the connection is opened again rather than failing a group."""
-    link = connection.connection
-    if link is not None and (link.closed or select.select([link.fileno()], [], [], 0)[0]):
-        connection.close()
 
 
 def _close_if_unusable() -> None:
