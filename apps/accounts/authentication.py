@@ -227,6 +227,20 @@ def _lookup(digest: str) -> ApiClient | None:
     return client
 
 
+def client_for_key(key: str) -> ApiClient:
+    """The caller behind an API key as sent; AuthenticationFailed, saying why, for a key that is
+    unknown, revoked or expired."""
+    client = _lookup(hash_key(key))
+    if client is None:
+        raise AuthenticationFailed(f"The {HEADER} given is not a valid, unrevoked API key.")
+    if client.is_expired():
+        raise AuthenticationFailed(
+            f"The API key {client.name!r} expired at {format_time(client.expires_at)}; "
+            "ask for a new key (`python manage.py create_api_key NAME`)."
+        )
+    return client
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     def authenticate(self, request):
         key = request.headers.get(HEADER, "").strip()
@@ -237,14 +251,7 @@ class ApiKeyAuthentication(BaseAuthentication):
                 f"Send an API key in the {HEADER} header; create one with "
                 "`python manage.py create_api_key NAME`."
             )
-        client = _lookup(hash_key(key))
-        if client is None:
-            raise AuthenticationFailed(f"The {HEADER} given is not a valid, unrevoked API key.")
-        if client.is_expired():
-            raise AuthenticationFailed(
-                f"The API key {client.name!r} expired at {format_time(client.expires_at)}; "
-                "ask for a new key (`python manage.py create_api_key NAME`)."
-            )
+        client = client_for_key(key)
         return client, client
 
     def authenticate_header(self, request) -> str:

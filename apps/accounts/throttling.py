@@ -202,6 +202,35 @@ def _report(counter_key: str, window_seconds: int, adding: int) -> tuple[int, in
     return int(count), int(left_ms)
 
 
+def count_against_limit(client: ApiClient, scope: str) -> tuple[dict[str, str], Throttled | None]:
+    """Count one request of the client's under the scope's rate: the X-RateLimit headers for its
+    answer, and the Throttled to answer with when the window is used up (None while it is not,
+    and when no limit is set or Redis cannot count)."""
+    rate = rate_for(scope)
+    if rate is None:
+        return {}, None
+    batch = max(1, int(rate.limit * LOCAL_SHARE))
+    counted = count_request(f"{KEY_PREFIX}{scope}:{client.key_hash}", rate.seconds, batch)
+    if counted is None:
+        return {}, None
+    count, left_ms = counted
+    reset = max(1, math.ceil(left_ms / 1000))
+    headers = {
+        "X-RateLimit-Limit": str(rate.limit),
+        "X-RateLimit-Remaining": str(max(0, rate.limit - count)),
+        "X-RateLimit-Reset": str(reset),
+    }
+    if count <= rate.limit:
+        return headers, None
+    return headers, Throttled(
+        wait=reset,
+        detail=(
+            f"The API key {client.name!r} may make {rate.limit} {scope} requests per "
+            f"{_describe_window(rate.seconds)}; this window is used up."
+        ),
+    )
+
+
 class KeyRateThrottle(BaseThrottle):
     """Limits each API key, per scope, to the rate set for that scope (MAILSCORE_THROTTLE_*).
 
@@ -214,29 +243,11 @@ class KeyRateThrottle(BaseThrottle):
         scope = scope_for(view, client)
         if scope is None or not isinstance(client, ApiClient):
             return True
-        rate = rate_for(scope)
-        if rate is None:
-            return True
-        batch = max(1, int(rate.limit * LOCAL_SHARE))
-        counted = count_request(f"{KEY_PREFIX}{scope}:{client.key_hash}", rate.seconds, batch)
-        if counted is None:
-            return True
-        count, left_ms = counted
-        reset = max(1, math.ceil(left_ms / 1000))
+        headers, refusal = count_against_limit(client, scope)
         # The view adds these to whatever response it sends, a 429 included.
-        view.headers.update({
-            "X-RateLimit-Limit": str(rate.limit),
-            "X-RateLimit-Remaining": str(max(0, rate.limit - count)),
-            "X-RateLimit-Reset": str(reset),
-        })  # fmt: skip
-        if count > rate.limit:
-            raise Throttled(
-                wait=reset,
-                detail=(
-                    f"The API key {client.name!r} may make {rate.limit} {scope} requests per "
-                    f"{_describe_window(rate.seconds)}; this window is used up."
-                ),
-            )
+        view.headers.update(headers)
+        if refusal is not None:
+            raise refusal
         return True
 
     def wait(self) -> float | None:

@@ -57,6 +57,12 @@ INGEST_STORE_GROUP = Histogram(
     ["mode"],
     buckets=(1, 2, 4, 8, 16),
 )
+INGEST_DIRECT = Counter(
+    "mailscore_ingest_direct_total",
+    "Raw-message ingest POSTs taken by the web's direct route: answered there, or handed on to "
+    "Django's handler (a refused key, a used-up limit, a failed store, ...).",
+    ["outcome"],
+)
 MESSAGES_FINISHED = Counter(
     "mailscore_messages_finished_total",
     "Messages that left the chain, by category, priority and final status.",
@@ -107,6 +113,10 @@ WEBHOOK_DELIVERIES = Counter(
 
 def count_ingested(source: str, outcome: str) -> None:
     MESSAGES_INGESTED.labels(source=source or "unknown", outcome=outcome).inc()
+
+
+def count_direct_ingest(outcome: str) -> None:
+    INGEST_DIRECT.labels(outcome=outcome).inc()
 
 
 def observe_store_group(mode: str, size: int) -> None:

@@ -34,7 +34,7 @@ from apps.core.api import (
 )
 from apps.core.request_body import JSONParser
 from apps.inbox.engine import MessageTooLarge
-from apps.inbox.ingest import ingest_raw, refused_at_ingest, rerun
+from apps.inbox.ingest import IngestResult, ingest_raw, refused_at_ingest, rerun
 from apps.inbox.models import Message, MessageSource
 
 ACCEPTED = (
@@ -248,6 +248,24 @@ def _raw_from_request(request) -> bytes:
     )
 
 
+def accepted_body(request, result: IngestResult) -> dict:
+    """What an ingest answers about its message (the stored one, for a copy)."""
+    message = result.message
+    url = request.build_absolute_uri(f"{request.path.rstrip('/')}/{message.id}")
+    return {"id": message.id, "url": url, "status": message.status, "created": result.created}
+
+
+def accepted_status(result: IngestResult) -> int:
+    return status.HTTP_202_ACCEPTED if result.created else status.HTTP_200_OK
+
+
+def not_mail(result: IngestResult, body: dict) -> Unprocessable:
+    """The 422 for input refused at ingest. The same input again finds the same failed row, and
+    is answered the same way."""
+    return Unprocessable(f"{result.message.failure_reason} {ACCEPTED}", code="not_rfc822",
+                         resource=body)  # fmt: skip
+
+
 def _not_empty(raw: bytes) -> bytes:
     # Nothing sent is a malformed request, not a message to keep a row for.
     if not raw.strip():
@@ -267,10 +285,6 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     def get_serializer_class(self):
         return MessageSummarySerializer if self.action == "list" else MessageSerializer
-
-    def _accepted(self, request, message, created: bool) -> dict:
-        url = request.build_absolute_uri(f"{request.path.rstrip('/')}/{message.id}")
-        return {"id": message.id, "url": url, "status": message.status, "created": created}
 
     @extend_schema(
         request={"message/rfc822": OpenApiTypes.BINARY, "application/json": INGEST_JSON},
@@ -301,14 +315,10 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         except MessageTooLarge as exc:
             metrics.count_ingested(MessageSource.API, "refused")  # answered 413, no row kept
             raise PayloadTooLarge(str(exc)) from exc
-        body = self._accepted(request, result.message, result.created)
+        body = accepted_body(request, result)
         if result.refused:
-            # The same input again finds the same failed row, and is answered the same way.
-            raise Unprocessable(f"{result.message.failure_reason} {ACCEPTED}", code="not_rfc822",
-                                resource=body)  # fmt: skip
-        return Response(
-            body, status=status.HTTP_202_ACCEPTED if result.created else status.HTTP_200_OK
-        )
+            raise not_mail(result, body)
+        return Response(body, status=accepted_status(result))
 
     @extend_schema(
         request=None,

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
+from apps.inbox.direct_ingest import DirectIngest
 from apps.inbox.models import MessageStatus
 from tests.review.conftest import raw_message, store
 
@@ -29,12 +30,13 @@ EXAMPLES = 80
 
 @pytest.fixture
 def wsgi_app():
-    """The project's WSGI application on the test database. Like Django's test client, it must
-    not close the connection at the end of each request: the test's transaction lives on it."""
+    """The project's WSGI application (the direct ingest route in front of Django's handler, as
+    mailscore/wsgi.py serves it) on the test database. Like Django's test client, it must not
+    close the connection at the end of each request: the test's transaction lives on it."""
     signals.request_started.disconnect(close_old_connections)
     signals.request_finished.disconnect(close_old_connections)
     try:
-        yield get_wsgi_application()
+        yield DirectIngest(get_wsgi_application())
     finally:
         signals.request_started.connect(close_old_connections)
         signals.request_finished.connect(close_old_connections)

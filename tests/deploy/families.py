@@ -9,6 +9,7 @@ import re
 MAILSCORE_FAMILIES: dict[str, set[str]] = {
     "mailscore_messages_ingested_total": {"source", "outcome"},
     "mailscore_ingest_store_group_size": {"mode"},
+    "mailscore_ingest_direct_total": {"outcome"},
     "mailscore_messages_finished_total": {"category", "priority", "status"},
     "mailscore_step_duration_seconds": {"step"},
     "mailscore_step_failures_total": {"step"},
