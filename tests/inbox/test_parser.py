@@ -1,6 +1,7 @@
 """The MIME parser on crafted edge cases and on every message of the real corpus."""
 
 import hashlib
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,68 @@ def test_every_corpus_message_parses(spam_corpus):
         message = parse_message(path.read_bytes())
         with_text += bool(message.text)
     assert with_text / len(files) > 0.97
+
+
+def envelopes_both_ways(raw: bytes, monkeypatch) -> tuple:
+    """parse_envelope's answer (or error) with its own header reader, and with the feed parser
+    reading every section."""
+    from apps.inbox.engine import parser
+
+    def outcome():
+        try:
+            return parse_envelope(raw)
+        except UnparseableMessage as exc:
+            return str(exc)
+
+    own = outcome()
+    with monkeypatch.context() as patched:
+        patched.setattr(parser, "_envelope_fields", lambda section, limits: None)
+        return own, outcome()
+
+
+def test_the_envelope_reader_reads_real_mail_as_the_feed_parser_does(spam_corpus, monkeypatch):
+    """Every corpus message (mbox "From " lines, Received chains, 8-bit headers, folded and
+    duplicated fields), the business set and the demo mailbox: the same envelope both ways."""
+    from apps.inbox.engine import parser
+    from apps.inbox.engine.mailbox import iter_messages
+
+    samples = Path(__file__).resolve().parents[2] / "samples"
+    files = [p for p in sorted(spam_corpus.rglob("*")) if p.is_file() and p.name != "README.md"]
+    raws = [path.read_bytes() for path in files]
+    raws += [path.read_bytes() for path in sorted((samples / "business").rglob("*.eml"))]
+    raws += [item.raw for item in iter_messages([samples / "demo.mbox"]) if item.raw]
+    assert len(raws) > 7000
+    read_here = 0
+    for raw in raws:
+        own, fed = envelopes_both_ways(raw, monkeypatch)
+        assert own == fed, raw[:2000]
+        section = parser._header_section(raw)
+        read_here += parser._envelope_fields(section, parser.DEFAULT_LIMITS) is not None
+    assert read_here / len(raws) > 0.99
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"Subject: one\r\nSubject: two\r\nFrom: a@example.com\r\n",
+        b"Subject: folded\r\n over\r\n\tthree lines\r\nFrom: x <a@example.com>\r\n",
+        b" leading continuation\r\nSubject: s\r\n",
+        b"Subject: s\rMessage-ID: <bare-cr@example.com>\r\n",
+        b"From nobody Mon Jan  1 00:00:00 2026\nFrom another line\nSubject: s\n",
+        b"Subject: s\r\nnot a header line\r\nFrom: after@example.com\r\n",
+        b"Subject : spaced name\r\nFrom: a@example.com\r\n",
+        b"SUBJECT: upper\r\nmessage-id: <lower@example.com>\r\nDate: Fri, 04 Dec 2026 10:00:00 +0100\r\n",
+        b"Subject: \xe4\xf6 raw 8-bit\r\nContent-Type: text/plain; charset=iso-8859-1\r\n",
+        b"Content-Type: text/plain;" + b" a=b;" * 40 + b" charset=utf-8\r\nSubject: s\r\n",
+        b"Subject: nul \x00 in it\r\nFrom: \r\n",
+        b"X-Empty:\r\n:no name\r\nSubject: s\r\n",
+        b"",
+    ],
+)
+def test_the_envelope_reader_on_odd_header_sections(head, monkeypatch):
+    for raw in (head, head + b"\r\nbody\r\n", head + b"\n\nbody\n"):
+        own, fed = envelopes_both_ways(raw, monkeypatch)
+        assert own == fed
 
 
 def test_encoded_headers_and_addresses():
