@@ -56,9 +56,10 @@ logger = logging.getLogger(__name__)
 
 ROUTE = "/api/v1/messages"
 MEDIA_TYPE = "message/rfc822"
-# What a client may say it accepts for the JSON answer to come from here; DRF's negotiation
-# handles every other Accept (an indent parameter, a list of types, none it can render).
-PLAIN_ACCEPT = frozenset({"", "*/*", "application/json", "application/*"})
+# What a client may say it accepts for the JSON answer to come from here (no Accept is */*, as
+# for DRF); DRF's negotiation handles every other one (an indent parameter, a list of types, an
+# empty one, one it cannot render).
+PLAIN_ACCEPT = frozenset({"*/*", "application/json", "application/*"})
 # The middleware whose process_response sets a header on this answer, in the order Django's
 # chain calls them (innermost first); a test checks that the answers match Django's.
 RESPONSE_MIDDLEWARE = (
@@ -130,7 +131,7 @@ class DirectIngest:
             and 0 < int(length) <= self.limit
             and "HTTP_TRANSFER_ENCODING" not in environ
             and not environ.get("QUERY_STRING")
-            and environ.get("HTTP_ACCEPT", "").strip().lower() in PLAIN_ACCEPT
+            and environ.get("HTTP_ACCEPT", "*/*").strip().lower() in PLAIN_ACCEPT
             and bool(environ.get("HTTP_X_API_KEY", "").strip())
         )
 
@@ -141,25 +142,16 @@ class DirectIngest:
         request_started.send(sender=WSGIHandler, environ=environ)
         request = WSGIRequest(environ)
         try:
-            if self.security.process_request(request) or self.common.process_request(request):
-                return None  # a redirect (HTTPS, www): Django's to make
-            client = client_for_key(environ["HTTP_X_API_KEY"].strip())
-            if not client.has_scope(self.scope):
-                return None
-            limit_headers, refusal = count_against_limit(client, self.scope)
-            if refusal is not None:
-                return None
-            raw = request.body
-            if not raw.strip():
-                return None  # an empty message: the view's 400
-            result = ingest_raw(raw, source=MessageSource.API, source_detail=f"key {client.name}")
+            answered = self._ingest(request)
         except Exception:  # noqa: BLE001 (Django answers it: 401, 403, 400, 413, 503, ...)
-            # The handler reads the body again; a failed store stored nothing, and one that
-            # did is found as a copy.
-            if "_body" in request.__dict__:
-                environ["wsgi.input"] = io.BytesIO(request.body)
+            # A failed store stored nothing, and one that did is found as a copy.
             logger.debug("ingest handed to Django's handler", exc_info=True)
+            answered = None
+        if answered is None:
+            if "_body" in request.__dict__:
+                environ["wsgi.input"] = io.BytesIO(request.body)  # for the handler to read again
             return None
+        result, limit_headers = answered
         request.resolver_match = self.match
         # Counted once the request is known to be answered here; timed from its start, as the
         # middleware at each end of Django's chain would have.
@@ -186,6 +178,22 @@ class DirectIngest:
             log_response("%s: %s", response.reason_phrase, request.path, response=response,
                          request=request)  # fmt: skip
         return response
+
+    def _ingest(self, request: WSGIRequest):
+        """(the ingest's result, the rate limit's headers), or None where Django is to answer."""
+        if self.security.process_request(request) or self.common.process_request(request):
+            return None  # a redirect (HTTPS, www)
+        client = client_for_key(request.META["HTTP_X_API_KEY"].strip())
+        if not client.has_scope(self.scope):
+            return None
+        limit_headers, refusal = count_against_limit(client, self.scope)
+        if refusal is not None:
+            return None
+        raw = request.body
+        if not raw.strip():
+            return None  # an empty message: the view's 400
+        result = ingest_raw(raw, source=MessageSource.API, source_detail=f"key {client.name}")
+        return result, limit_headers
 
     def _rendered(self, response: Response, limit_headers: dict[str, str]) -> Response:
         # What DRF's finalize_response and rendering do for the API's one renderer.

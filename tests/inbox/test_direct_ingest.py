@@ -195,6 +195,7 @@ CASES = {
     "an empty body": (lambda keys: {"body": b"  \r\n"}, 400, 1),
     "a host not allowed": (lambda keys: {"headers": {"Host": "evil.example"}}, 400, 1),
     "an Accept it cannot render": (lambda keys: {"headers": {"Accept": "text/html"}}, 406, 0),
+    "an empty Accept": (lambda keys: {"headers": {"Accept": ""}}, 406, 0),
     "a format in the query": (lambda keys: {"query": "format=json"}, 202, 0),
     "JSON": (
         lambda keys: {
