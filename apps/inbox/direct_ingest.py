@@ -1,9 +1,9 @@
 """The web's busiest request, answered without Django's middleware chain and DRF's dispatch: an
 API key's POST of a raw message to the ingest route.
 
-At 1,000 ingests a second on two cores, Django's handler, its twelve middleware and DRF's
-negotiation, permission and throttle machinery took about 40% of the web's CPU per request
-around a view that is a key check, a count and a store (docs/benchmarks.md). This WSGI layer
+Django's handler, its twelve middleware and DRF's negotiation, permission and throttle
+machinery took about a sixth of the web's CPU per ingest (0.85 of it is left without them,
+docs/benchmarks.md), around a view that is a key check, a count and a store. This WSGI layer
 runs the same steps, through the same functions, for the request that matters:
 
 - Django's own request object, host check (ALLOWED_HOSTS) and HTTPS redirect check, the API
@@ -13,15 +13,15 @@ runs the same steps, through the same functions, for the request that matters:
   Content-Security-Policy, X-Frame-Options, Content-Length), by calling their process_response;
 - django-prometheus's request and response metrics, by calling its middleware's hooks with the
   route's resolver match, so /metrics counts these requests as the view's;
-- request_started and request_finished (Django's connection handling), as Django's handler
-  sends them.
+- request_started and request_finished (Django's connection handling), and the log line for a
+  refusal, as Django's handler sends them.
 
 Only the plain case is answered here: a message accepted (202), found stored (200) or refused as
 not mail (422). Anything else goes to Django's handler untouched, with the body it sent: another
 route, method, content type or Accept, a query string, a body without a length or over the
-limit, no key or a refused one, a missing scope, a used-up limit, a store that failed (503). A
-request handed on after its key was counted is counted again, which a window already used up
-can bear. tests/inbox/test_direct_ingest.py holds the two answers to the same requests side by
+limit, an empty body, a host not allowed, an HTTPS redirect, no key or a refused one, a missing
+scope, a used-up limit, a store that failed (503). A request handed on after its key was
+counted is counted again, which a window already used up can bear. tests/inbox/test_direct_ingest.py holds the two answers to the same requests side by
 side, header by header and metric by metric.
 """
 
