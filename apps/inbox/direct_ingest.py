@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import logging
 
+from csp.middleware import CSPMiddleware
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler, WSGIRequest, get_script_name
 from django.core.signals import request_started
@@ -62,24 +63,11 @@ MEDIA_TYPE = "message/rfc822"
 PLAIN_ACCEPT = frozenset({"*/*", "application/json", "application/*"})
 # The middleware whose process_response sets a header on this answer, in the order Django's
 # chain calls them (innermost first); a test checks that the answers match Django's.
-RESPONSE_MIDDLEWARE = (
-    XFrameOptionsMiddleware,
-    CommonMiddleware,
-    "csp.middleware.CSPMiddleware",
-    SecurityMiddleware,
-)
+RESPONSE_MIDDLEWARE = (XFrameOptionsMiddleware, CommonMiddleware, CSPMiddleware, SecurityMiddleware)
 
 
 def _unused_get_response(request):  # middleware needs one; only their hooks are called here
     raise AssertionError("the direct ingest calls middleware hooks, never the chain")
-
-
-def _instance(middleware):
-    if isinstance(middleware, str):
-        from django.utils.module_loading import import_string
-
-        middleware = import_string(middleware)
-    return middleware(_unused_get_response)
 
 
 class DirectIngest:
@@ -103,9 +91,10 @@ class DirectIngest:
         self.renderer = JSONRenderer()
         self.before = PrometheusBeforeMiddleware(_unused_get_response)
         self.after = PrometheusAfterMiddleware(_unused_get_response)
-        self.security = SecurityMiddleware(_unused_get_response)
-        self.common = CommonMiddleware(_unused_get_response)
-        self.response_middleware = [_instance(each) for each in RESPONSE_MIDDLEWARE]
+        self.response_middleware = [each(_unused_get_response) for each in RESPONSE_MIDDLEWARE]
+        # Of those, the two whose process_request may answer this request (an HTTPS redirect, a
+        # host not allowed); _ingest calls them in the chain's order, Security first.
+        _, self.common, _, self.security = self.response_middleware
 
     def __call__(self, environ: dict, start_response):
         if not self._plain(environ):
