@@ -66,9 +66,14 @@ def gunicorn_on_test_database(metrics_dir: Path, *, workers: int = 1) -> Iterato
                 time.sleep(0.2)
         yield WebProcess(base, port, server)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server, timeout=20)
+
+
+def stop(server: subprocess.Popen, *, timeout: float = 30) -> None:
+    """Stop a server the way a supervisor does: SIGTERM, then SIGKILL past the timeout."""
+    server.terminate()
+    try:
+        server.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from tests.web_process import stop
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(sys.executable).parent
 DEVELOPMENT_KEY = "insecure-local-development-key"
@@ -178,12 +180,7 @@ def test_gunicorn_with_production_settings_serves_no_debug_page(tmp_path):
         with urllib.request.urlopen(request, timeout=5) as response:
             assert "max-age=31536000" in response.headers["Strict-Transport-Security"]
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -21,6 +21,7 @@ from django.test import Client
 from apps.accounts import authentication
 from apps.accounts.models import ApiKey
 from apps.core.connections import redis_connection
+from tests.web_process import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(sys.executable).parent
@@ -81,12 +82,7 @@ def other_web_process(transactional_db, settings):
             pytest.fail(f"gunicorn did not start: {server.communicate()[0][-2000:]}")
         time.sleep(0.2)
     yield url
-    server.terminate()
-    try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
+    stop(server)
 
 
 @pytest.fixture
