@@ -36,7 +36,10 @@ def free_port() -> int:
 def corpus(count: int, run: str | None = None) -> list[bytes]:
     """count real messages (the spam corpus, then the samples), each with a Message-ID unique to
     this run so that every one is stored: <bench-RUN-INDEX@mailscore.test>, RUN random unless
-    given."""
+    given. The corpus' files start with an mbox "From " line, which separates messages in a
+    mailbox and is no part of one: it is dropped, as a client posting a message would not send
+    it (after the new Message-ID it would end the header section, and the message's own headers
+    would be read as its body)."""
     from apps.inbox.engine.mailbox import iter_messages
 
     sources = [CORPUS] if CORPUS.exists() else []
@@ -45,6 +48,8 @@ def corpus(count: int, run: str | None = None) -> list[bytes]:
     chosen = []
     for index in range(count):
         raw = raws[index % len(raws)]
+        if raw.startswith(b"From "):
+            raw = raw.split(b"\n", 1)[-1]
         raw = re.sub(rb"(?im)^message-id:.*(\r?\n[ \t].*)*\r?\n", b"", raw, count=1)
         chosen.append(f"Message-ID: <bench-{run}-{index}@mailscore.test>\n".encode() + raw)
     return chosen
