@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -192,12 +193,20 @@ def record_refused(
 # One round trip, as one transaction (several statements in one simple query run as one, and
 # inside an open transaction they join it): the advisory lock serialises concurrent ingests of
 # the same message, whatever received_at each derives (the unique (dedupe_key, received_at)
-# constraint alone cannot see across partitions); the second statement, which takes its
-# snapshot after the lock is held, returns the row stored before or inserts this one.
+# constraint alone cannot see across partitions); the store, which takes its snapshot after the
+# lock is held, returns the row stored before or inserts this one.
+LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
+# The store is prepared on each database connection once (PREPARE) and run by name: PostgreSQL
+# then keeps one plan for every key, where a statement sent as text is planned on every store,
+# and planning the look-up across every month's partition was more than half of PostgreSQL's
+# work per message (docs/benchmarks.md). The look-up reads each partition's dedupe index and
+# sorts the little it finds (OFFSET 0 keeps it so): a plan for every key that read rows in id
+# order instead would go through a whole partition for a key stored in none.
 STORE_SQL = """
-SELECT pg_advisory_xact_lock(hashtextextended(%s, 0));
 WITH found AS (
-    SELECT {returned} FROM {table} WHERE dedupe_key = %s ORDER BY id LIMIT 1
+    SELECT {returned} FROM (
+        SELECT {returned} FROM {table} WHERE dedupe_key = {key} OFFSET 0
+    ) AS stored ORDER BY id LIMIT 1
 ), added AS (
     INSERT INTO {table} ({inserted}) SELECT {values} WHERE NOT EXISTS (SELECT FROM found)
     RETURNING {returned}
@@ -212,26 +221,67 @@ SELECT false, {returned} FROM found UNION ALL SELECT true, {returned} FROM added
 RETURNED = ("id", "received_at", "status", "failed_step", "failure_reason")
 
 
-@lru_cache(maxsize=1)
-def _store_statement() -> tuple[str, list]:
-    """The statement and the fields it inserts."""
+@dataclass(frozen=True)
+class _Statements:
+    store: str  # a job's lock and store, with %s for (key, key, *values)
+    prepare: str  # what prepares the store on a connection; empty where it is sent as text
+    inserted: list  # the fields the store inserts, in the order of its values
+
+
+# The database connections (psycopg's) on which the store is prepared; one that closes leaves.
+_prepared_on: weakref.WeakSet = weakref.WeakSet()
+
+
+@lru_cache(maxsize=2)
+def _statements(prepared: bool) -> _Statements:
+    """The store's statements, to be prepared and run by name or to be sent as text."""
     quote = connection.ops.quote_name
     inserted = [f for f in Message._meta.concrete_fields if not f.primary_key]
-    sql = STORE_SQL.format(
+    count = len(inserted) + 1  # the key, then each inserted value
+    store = STORE_SQL.format(
         table=quote(Message._meta.db_table),
         inserted=", ".join(quote(f.column) for f in inserted),
-        values=", ".join(["%s"] * len(inserted)),
+        key="$1" if prepared else "%s",
+        values=", ".join(f"${n}" for n in range(2, count + 1)) if prepared else
+        ", ".join(["%s"] * (count - 1)),
         returned=", ".join(quote(Message._meta.get_field(name).column) for name in RETURNED),
-    )
-    return sql, inserted
+    ).strip()  # fmt: skip
+    if not prepared:
+        return _Statements(f"{LOCK_SQL};\n{store}", "", inserted)
+    # Named by its text's digest: a process whose model has other fields (one started after a
+    # migration) prepares a statement of its own rather than running an older one.
+    name = "mailscore_store_" + hashlib.sha256(store.encode()).hexdigest()[:16]
+    execute = f"EXECUTE {name}({', '.join(['%s'] * count)})"
+    return _Statements(f"{LOCK_SQL};\n{execute}", f"PREPARE {name} AS {store}", inserted)
+
+
+@lru_cache(maxsize=1)
+def _default_values() -> dict[str, object]:
+    """The database value of each inserted field that a row leaves at its default (the results,
+    the review, the lease): the same for every row, so prepared once rather than per message. A
+    field set when saved (auto_now) or whose default is made anew for each row is prepared with
+    the row."""
+    blank = Message()
+    return {
+        f.attname: f.get_db_prep_save(f.pre_save(blank, add=True), connection)
+        for f in _statements(True).inserted
+        if not getattr(f, "auto_now", False)
+        and not getattr(f, "auto_now_add", False)
+        and (not f.has_default() or not callable(f.default) or f.default in (dict, list))
+    }
 
 
 def _store(key: str, **row) -> IngestResult:
     """Insert the row for key, or find the one stored before. A queued row is announced once
     its transaction commits; a refused one is never handed to the chain."""
     message = Message(dedupe_key=key, parsed={}, **row)
-    _, inserted = _store_statement()
-    values = [f.get_db_prep_save(f.pre_save(message, add=True), connection) for f in inserted]
+    defaults = _default_values()
+    values = [
+        defaults[f.attname]
+        if f.attname in defaults and f.attname not in row and f.attname != "dedupe_key"
+        else f.get_db_prep_save(f.pre_save(message, add=True), connection)
+        for f in _statements(True).inserted
+    ]
     job = (key, values)
     if _groups is not None and not connection.in_atomic_block:
         created, *stored = _groups.run(job)
@@ -262,14 +312,19 @@ def _store_group(jobs: Sequence[tuple[str, list]], mode: str = "grouped") -> lis
     are taken in key order, as every group takes them, so two groups never wait for each other
     in a circle; a message sent twice in one group is found by its second statement, which sees
     the first one's row."""
-    sql, _ = _store_statement()
+    sql = _statements(settings.MAILSCORE_PREPARED_STORE)
     order = sorted(range(len(jobs)), key=lambda index: jobs[index][0])
-    params = [
-        value for index in order for value in (jobs[index][0], jobs[index][0], *jobs[index][1])
-    ]
     outcomes: list[tuple] = [()] * len(jobs)
     with connection.cursor() as cursor:
-        cursor.execute(";\n".join([sql.strip()] * len(jobs)), params)
+        if sql.prepare and connection.connection not in _prepared_on:
+            cursor.execute(sql.prepare)  # kept by the session, whatever becomes of a transaction
+            _prepared_on.add(connection.connection)
+        # Each job's statements merged with its values on their own, then sent as one query:
+        # psycopg keeps what it parsed of a query up to 4 KB and 50 values, as one job's is, and
+        # parses a larger one (the whole group's) again on every call.
+        statements = [cursor.mogrify(sql.store, (jobs[i][0], jobs[i][0], *jobs[i][1]))
+                      for i in order]  # fmt: skip
+        cursor.execute(";\n".join(statements))
         for index in order:
             cursor.nextset()  # past the lock's result
             outcomes[index] = cursor.fetchone()

@@ -269,6 +269,11 @@ MAILSCORE_SWEEP_SECONDS = env_float("MAILSCORE_SWEEP_SECONDS", 15.0)
 # announce_queued): one Redis round trip stands for every message queued in the interval, rather
 # than one per message at a high ingest rate.
 MAILSCORE_ANNOUNCE_SECONDS = env_float("MAILSCORE_ANNOUNCE_SECONDS", 0.1)
+# Ingest's store statement is prepared on each database connection and run by name, so that
+# PostgreSQL plans it once rather than on every message (apps/inbox/ingest.py). Off for a pooler
+# that hands one client's transactions to different server connections (PgBouncer in
+# transaction mode), where a statement prepared on one is missing on the next.
+MAILSCORE_PREPARED_STORE = env_bool("MAILSCORE_PREPARED_STORE", True)
 MAILSCORE_IMAP_POLL_SECONDS = env_int("MAILSCORE_IMAP_POLL_SECONDS", 60)
 # IMAP mailboxes (apps/inbox/imap.py; docs/security.md). A mailbox's password comes only from an
 # environment variable named MAILSCORE_IMAP_PASSWORD_<something>; its host must resolve to public

@@ -76,6 +76,26 @@ def test_a_new_row_comes_back_as_stored():
 
 
 @pytest.mark.django_db(transaction=True)
+def test_every_field_is_stored_as_the_orms_own_save_stores_it():
+    # The store prepares the fields a row leaves at their defaults once per process; each must
+    # reach the row as Model.save would write it, on the second store as on the first.
+    given = {"received_at", "source", "source_detail", "message_id_header", "from_address",
+             "from_name", "subject", "sent_at", "size", "raw", "status"}  # fmt: skip
+    set_apart = {"id", "dedupe_key", "ingested_at", "updated_at"}
+    for index in range(2):
+        result = ingest_raw(raw_message(f"fields {index}", message_id=f"<f{index}@store.test>"),
+                            source="api", source_detail="key fields")  # fmt: skip
+        row = Message.objects.get(id=result.message.id)
+        saved = Message(dedupe_key=f"saved {index}", **{name: getattr(row, name) for name in given})
+        saved.save()
+        saved.refresh_from_db()
+        for field in Message._meta.concrete_fields:
+            if field.attname not in set_apart:
+                assert getattr(row, field.attname) == getattr(saved, field.attname), field.name
+        assert row.ingested_at <= row.updated_at <= saved.ingested_at
+
+
+@pytest.mark.django_db(transaction=True)
 def test_announcements_within_the_interval_are_one_at_its_end(settings):
     settings.MAILSCORE_ANNOUNCE_SECONDS = 0.3
     ingest._announcements.reset()
@@ -98,3 +118,60 @@ def test_announcements_within_the_interval_are_one_at_its_end(settings):
     finally:
         messages_queued.disconnect(dispatch_uid="test-announcements")
         ingest._announcements.reset()
+
+
+def _prepared_stores(cursor) -> list[tuple[str, int, int]]:
+    cursor.execute("SELECT name, generic_plans, custom_plans FROM pg_prepared_statements "
+                   "WHERE name LIKE 'mailscore_store_%' ORDER BY name")  # fmt: skip
+    return cursor.fetchall()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_store_is_prepared_once_per_connection_and_planned_once_for_every_key():
+    connection.close()
+    for index in range(8):
+        ingest_raw(
+            raw_message(f"plan {index}", message_id=f"<plan{index}@store.test>"), source="api"
+        )
+    with connection.cursor() as cursor:
+        ((name, generic, custom),) = _prepared_stores(cursor)
+    # PostgreSQL plans the first five runs for their keys, then keeps one plan for all.
+    assert (generic, custom) == (3, 5)
+    # A new connection prepares it again, under the same name.
+    connection.close()
+    copy = ingest_raw(raw_message("plan 0", message_id="<plan0@store.test>"), source="api")
+    assert not copy.created
+    with connection.cursor() as cursor:
+        assert _prepared_stores(cursor) == [(name, 0, 1)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_plan_kept_for_every_key_reads_the_dedupe_index_not_every_row():
+    # A plan made without the key that read rows in id order, stopping at the first match, would
+    # read a whole partition for a key stored nowhere: the look-up must use the dedupe index.
+    ingest_raw(raw_message("index", message_id="<index@store.test>"), source="api")
+    statements = ingest._statements(True)
+    name = statements.prepare.split()[1]
+    values = [ingest._default_values().get(f.attname) for f in statements.inserted]
+    with connection.cursor() as cursor:
+        cursor.execute("SET plan_cache_mode = force_generic_plan")
+        try:
+            cursor.execute(cursor.mogrify(f"EXPLAIN EXECUTE {name}({', '.join(['%s'] * (len(values) + 1))})",
+                                          ["nowhere", *values]))  # fmt: skip
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        finally:
+            cursor.execute("RESET plan_cache_mode")
+    scans = [line for line in plan.splitlines() if " Scan " in line or "Scan on" in line]
+    assert scans and all("dedupe_key" in line for line in scans if "inbox_message" in line), plan
+    assert "pkey" not in plan, plan
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_store_sent_as_text_where_prepared_statements_are_turned_off(settings):
+    settings.MAILSCORE_PREPARED_STORE = False
+    connection.close()
+    first = ingest_raw(raw_message("text", message_id="<text@store.test>"), source="api")
+    copy = ingest_raw(raw_message("text", message_id="<text@store.test>"), source="api")
+    assert first.created and not copy.created and copy.message.id == first.message.id
+    with connection.cursor() as cursor:
+        assert _prepared_stores(cursor) == []
