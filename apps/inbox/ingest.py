@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -312,7 +312,36 @@ def _store_group(jobs: Sequence[tuple[str, list]], mode: str = "grouped") -> lis
     are taken in key order, as every group takes them, so two groups never wait for each other
     in a circle; a message sent twice in one group is found by its second statement, which sees
     the first one's row."""
-    sql = _statements(settings.MAILSCORE_PREPARED_STORE)
+    global _store_as_text
+    prepared = settings.MAILSCORE_PREPARED_STORE and not _store_as_text
+    try:
+        outcomes = _send_group(jobs, _statements(prepared))
+    except DatabaseError as exc:
+        missing = getattr(exc.__cause__, "sqlstate", None) == MISSING_STATEMENT
+        if not (prepared and missing) or connection.in_atomic_block:
+            raise  # inside the caller's transaction, which the error has ended
+        # The server connection forgot what this one prepared: a pooler shares server
+        # connections between clients (PgBouncer in transaction mode) or resets them. The group
+        # stored nothing (its one query is one transaction); it goes again as text, as every
+        # store of this process from now on.
+        _store_as_text = True
+        logger.warning(
+            "The store's prepared statement was missing on the database connection (a pooler "
+            "in transaction mode?); this process sends it as text from now on. Set "
+            "MAILSCORE_PREPARED_STORE=off where server connections are shared."
+        )
+        outcomes = _send_group(jobs, _statements(False))
+    metrics.observe_store_group(mode, len(jobs))
+    return outcomes
+
+
+# SQLSTATE invalid_sql_statement_name: EXECUTE of a statement the session does not hold.
+MISSING_STATEMENT = "26000"
+# Set once a prepared store went missing (see _store_group).
+_store_as_text = False
+
+
+def _send_group(jobs: Sequence[tuple[str, list]], sql: _Statements) -> list[tuple]:
     order = sorted(range(len(jobs)), key=lambda index: jobs[index][0])
     outcomes: list[tuple] = [()] * len(jobs)
     with connection.cursor() as cursor:
@@ -329,7 +358,6 @@ def _store_group(jobs: Sequence[tuple[str, list]], mode: str = "grouped") -> lis
             cursor.nextset()  # past the lock's result
             outcomes[index] = cursor.fetchone()
             cursor.nextset()
-    metrics.observe_store_group(mode, len(jobs))
     return outcomes
 
 

@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 
 from apps.inbox import ingest
 from apps.inbox.ingest import ingest_raw
@@ -175,3 +175,40 @@ def test_the_store_sent_as_text_where_prepared_statements_are_turned_off(setting
     assert first.created and not copy.created and copy.message.id == first.message.id
     with connection.cursor() as cursor:
         assert _prepared_stores(cursor) == []
+
+
+@pytest.fixture
+def text_mode_restored():
+    yield
+    ingest._store_as_text = False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_store_gone_missing_is_stored_as_text_from_then_on(text_mode_restored, caplog):
+    # What a pooler in transaction mode (or one that resets server connections) does to a
+    # session's prepared statements, done here by hand: the store must not fail for it.
+    first = ingest_raw(raw_message("before", message_id="<before@store.test>"), source="api")
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    result = ingest_raw(raw_message("after", message_id="<after@store.test>"), source="api")
+    assert first.created and result.created
+    assert Message.objects.filter(message_id_header="<after@store.test>").count() == 1
+    assert "MAILSCORE_PREPARED_STORE=off" in caplog.text
+    # From then on the store goes as text: a new connection prepares nothing.
+    connection.close()
+    copy = ingest_raw(raw_message("after", message_id="<after@store.test>"), source="api")
+    assert not copy.created and copy.message.id == result.message.id
+    with connection.cursor() as cursor:
+        assert _prepared_stores(cursor) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_store_gone_missing_inside_a_transaction_fails_with_it(text_mode_restored):
+    ingest_raw(raw_message("first", message_id="<first@store.test>"), source="api")
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    # The caller's transaction has ended with the error: nothing of it may be stored.
+    with pytest.raises(DatabaseError), transaction.atomic():
+        ingest_raw(raw_message("inside", message_id="<inside@store.test>"), source="api")
+    assert not Message.objects.filter(message_id_header="<inside@store.test>").exists()
+    assert not ingest._store_as_text
