@@ -21,8 +21,9 @@ not mail (422). Anything else goes to Django's handler untouched, with the body 
 route, method, content type or Accept, a query string, a body without a length or over the
 limit, an empty body, a host not allowed, an HTTPS redirect, no key or a refused one, a missing
 scope, a used-up limit, a store that failed (503). A request handed on after its key was
-counted is counted again, which a window already used up can bear. tests/inbox/test_direct_ingest.py holds the two answers to the same requests side by
-side, header by header and metric by metric.
+counted is counted again, which a window already used up can bear.
+tests/inbox/test_direct_ingest.py holds the two answers to the same requests side by side,
+header by header and metric by metric.
 """
 
 from __future__ import annotations

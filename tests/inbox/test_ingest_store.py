@@ -156,7 +156,8 @@ def test_the_plan_kept_for_every_key_reads_the_dedupe_index_not_every_row():
     with connection.cursor() as cursor:
         cursor.execute("SET plan_cache_mode = force_generic_plan")
         try:
-            cursor.execute(cursor.mogrify(f"EXPLAIN EXECUTE {name}({', '.join(['%s'] * (len(values) + 1))})",
+            placeholders = ", ".join(["%s"] * (len(values) + 1))
+            cursor.execute(cursor.mogrify(f"EXPLAIN EXECUTE {name}({placeholders})",
                                           ["nowhere", *values]))  # fmt: skip
             plan = "\n".join(row[0] for row in cursor.fetchall())
         finally:
