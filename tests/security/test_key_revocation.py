@@ -180,11 +180,13 @@ def test_a_subscription_gone_silent_is_found_out_by_a_ping(
         assert key.key_hash not in authentication._seen
     finally:
         redis_client.execute_command("CLIENT", "UNPAUSE")
-    authentication._key_changes._retry_at = 0.0  # not waiting out RESUBSCRIBE_SECONDS here
-    assert authentication._key_changes.cache_trusted() is True  # listening again
     # Quiet but alive: the PING is answered, and the cache stays trusted and whole. A second
     # to answer, not 0.2: on a busy machine a live Redis (or this process) can be late by more.
+    # Set before listening again: at 0.2, a pause of this process right after the subscription
+    # sent a PING whose answer, taken during the sleep below, then counted as the silence's end.
     monkeypatch.setattr(authentication, "LIVENESS_SECONDS", 1.0)
+    authentication._key_changes._retry_at = 0.0  # not waiting out RESUBSCRIBE_SECONDS here
+    assert authentication._key_changes.cache_trusted() is True  # listening again
     assert authentication._lookup(key.key_hash) is not None
     assert key.key_hash in authentication._seen
     time.sleep(1.2)  # silent past LIVENESS_SECONDS: the next look sends a PING
